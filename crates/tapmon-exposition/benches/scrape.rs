@@ -1,0 +1,68 @@
+//! Scrape concatenation over 50k stored objects: the cost a Prometheus scrape pays.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use tapmon_exposition::{FamilyDesc, FamilySet, Format, MetricType, ObjectKey, ObjectRenderer, Store};
+
+const OBJECTS: usize = 50_000;
+
+fn store() -> Store {
+    let descs: Vec<FamilyDesc> = (0..42)
+        .map(|i| FamilyDesc {
+            name: format!("tap_kind{}_{}", i / 2, if i % 2 == 0 { "info" } else { "status" }),
+            help: "bench".into(),
+            kind: if i % 2 == 0 { MetricType::Info } else { MetricType::Gauge },
+            state_label: None,
+        })
+        .collect();
+    let (set, ids) = FamilySet::new(&descs).expect("valid families");
+    let set = Arc::new(set);
+    let mut store = Store::new(Arc::clone(&set));
+    let mut renderer = ObjectRenderer::new(&set);
+    for i in 0..OBJECTS {
+        let kind = i % 21;
+        let name = format!("workload-{i}");
+        let ns = format!("team-{}", i % 40);
+        let mut info = renderer.series(ids[kind * 2]).label("name", &name).label("namespace", &ns);
+        for l in ["source_git_url", "source_git_branch", "supply_chain", "created_at", "type"] {
+            info = info.label(l, "https://github.com/example/some-repository-name.git");
+        }
+        info.finish(1.0);
+        for t in ["Ready", "SupplyChainReady", "ResourcesSubmitted", "ResourcesHealthy"] {
+            renderer
+                .series(ids[kind * 2 + 1])
+                .label("name", &name)
+                .label("namespace", &ns)
+                .label("type", t)
+                .label("status", "True")
+                .label("reason", "Ready")
+                .label("last_transition_time", "2024-05-06T07:08:09Z")
+                .finish(1.0);
+        }
+        store.upsert(ObjectKey::new(kind as u32, &ns, &name), renderer.finish());
+    }
+    store
+}
+
+fn scrape(c: &mut Criterion) {
+    let store = store();
+    let bytes = store.encoded_len(Format::Text);
+    let mut group = c.benchmark_group("scrape_50k_objects");
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.sample_size(20);
+    group.bench_function("encode_text", |b| {
+        let mut out = Vec::with_capacity(bytes);
+        b.iter(|| {
+            out.clear();
+            store.encode(Format::Text, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.bench_function("chunks_text", |b| b.iter(|| black_box(store.chunks(Format::Text).len())));
+    group.finish();
+}
+
+criterion_group!(benches, scrape);
+criterion_main!(benches);

@@ -1,0 +1,24 @@
+//! Prometheus exposition for series that are rendered when an object changes and concatenated
+//! when scraped.
+//!
+//! - [`FamilySet`] holds each metric family once, with its HELP and TYPE headers pre-rendered
+//!   for both formats, so families shared by several kinds get one header.
+//! - [`ObjectRenderer`] writes one object's series straight into byte buffers: label values are
+//!   escaped only when they contain `\`, `"` or a newline, and numbers are formatted without
+//!   `format!`.
+//! - [`Store`] keeps those bytes per object and family and writes a scrape by concatenation,
+//!   in a stable order: families by name, then objects by namespace and name.
+
+mod encode;
+mod family;
+mod names;
+mod render;
+mod store;
+mod text;
+
+pub use encode::{Format, negotiate};
+pub use family::{FamilyDesc, FamilyId, FamilySet, FamilySetError, MetricType};
+pub use names::{is_valid_label_name, is_valid_metric_name, sanitize_label_name};
+pub use render::{ObjectRenderer, RenderedObject, SeriesWriter};
+pub use store::{ObjectKey, Store, StoreStats};
+pub use text::{write_escaped_label_value, write_sample_value};
