@@ -43,7 +43,7 @@ pub struct FamilyDesc {
 }
 
 /// Index of a family in its [`FamilySet`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FamilyId(pub(crate) u32);
 
 impl FamilyId {

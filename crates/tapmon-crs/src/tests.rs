@@ -1,0 +1,398 @@
+//! Every config feature and conversion, and each deliberate difference from kube-state-metrics.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
+
+use crate::model::CustomResourceStateMetrics;
+use crate::{Compiled, ConfigError, EvalErrors, ObjectKind};
+
+struct Output {
+    series: Vec<String>,
+    text: String,
+    errors: Vec<String>,
+}
+
+fn compile(config: &str) -> (Compiled, Vec<ConfigError>) {
+    let cfg: CustomResourceStateMetrics = crate::yaml::from_str(config).expect("config parses");
+    Compiled::compile(&cfg.spec)
+}
+
+fn run(config: &str, objects: &[Value]) -> Output {
+    let (compiled, config_errors) = compile(config);
+    assert!(config_errors.is_empty(), "{config_errors:?}");
+    let mut store = Store::new(Arc::clone(compiled.families()));
+    let mut renderer = ObjectRenderer::new(compiled.families());
+    let mut errors = EvalErrors::default();
+    let mut messages = Vec::new();
+    for object in objects {
+        let kind = ObjectKind::of(object).expect("fixture has apiVersion and kind");
+        for (index, resource) in compiled.resources_for(kind.group, kind.version, kind.kind) {
+            errors.clear();
+            resource.evaluate(object, kind, &mut renderer, &mut errors);
+            messages.extend(errors.kept().iter().map(ToString::to_string));
+            let meta = &object["metadata"];
+            let key = ObjectKey::new(
+                index,
+                meta["namespace"].as_str().unwrap_or_default(),
+                meta["name"].as_str().unwrap_or_default(),
+            );
+            store.upsert(key, renderer.finish());
+        }
+    }
+    let mut out = Vec::new();
+    store.encode(Format::Text, &mut out);
+    let text = String::from_utf8(out).expect("utf-8");
+    let series = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            // Drop the three GVK labels to keep expectations short; one test checks them.
+            l.replace(
+                "customresource_group=\"example.com\",customresource_version=\"v1\",customresource_kind=\"Foo\"",
+                "GVK",
+            )
+        })
+        .collect();
+    Output {
+        series,
+        text,
+        errors: messages,
+    }
+}
+
+fn foo(spec: Value, status: Value) -> Value {
+    json!({
+        "apiVersion": "example.com/v1", "kind": "Foo",
+        "metadata": {"name": "foo", "namespace": "ns", "labels": {"app.kubernetes.io/name": "x", "team": "a"}},
+        "spec": spec, "status": status
+    })
+}
+
+fn resource(metrics: &str) -> String {
+    format!(
+        "spec:\n  resources:\n  - groupVersionKind: {{group: example.com, version: v1, kind: Foo}}\n    metricNamePrefix: foo\n    labelsFromPath:\n      name: [metadata, name]\n    metrics:\n{metrics}"
+    )
+}
+
+#[test]
+fn gauge_scalar_with_value_conversions() {
+    let cfg = resource(
+        "    - name: v\n      each:\n        type: Gauge\n        gauge:\n          path: [status]\n          valueFrom: [x]\n",
+    );
+    let cases = [
+        (json!(7), "7"),
+        (json!("2.5"), "2.5"),
+        (json!(true), "1"),
+        (json!("Yes"), "1"),
+        (json!("False"), "0"),
+        (json!("Unknown"), "-1"),
+        (json!("50%"), "0.5"),
+        (json!("100Mi"), "104857600"),
+        (json!("2024-01-02T03:04:05Z"), "1704164645"),
+    ];
+    for (x, want) in cases {
+        let out = run(&cfg, &[foo(json!({}), json!({"x": x}))]);
+        assert_eq!(out.series, [format!("foo_v{{GVK,name=\"foo\"}} {want}")], "{x}");
+    }
+}
+
+#[test]
+fn gvk_labels_are_added() {
+    let cfg = resource("    - name: i\n      each:\n        type: Info\n        info: {}\n");
+    let out = run(&cfg, &[foo(json!({}), json!({}))]);
+    assert!(out.text.contains(
+        "foo_i{customresource_group=\"example.com\",customresource_version=\"v1\",customresource_kind=\"Foo\",name=\"foo\"} 1\n"
+    ));
+}
+
+#[test]
+fn gauge_missing_values_nil_is_zero_and_errors() {
+    let cfg = resource(
+        "    - name: a\n      each:\n        type: Gauge\n        gauge: {path: [status, missing]}\n    - name: b\n      each:\n        type: Gauge\n        gauge: {path: [status, missing], nilIsZero: true}\n    - name: c\n      each:\n        type: Gauge\n        gauge: {path: [status, word]}\n    - name: d\n      each:\n        type: Gauge\n        gauge: {path: [status, n]}\n",
+    );
+    let out = run(&cfg, &[foo(json!({}), json!({"word": "maybe", "n": 3}))]);
+    assert_eq!(
+        out.series,
+        [
+            "foo_b{GVK,name=\"foo\"} 0",
+            "foo_d{GVK,name=\"foo\"} 3"
+        ]
+    );
+    assert_eq!(
+        out.errors,
+        ["metric foo_c at [status, word]: expected a number but found \"maybe\""]
+    );
+}
+
+#[test]
+fn gauge_over_a_list_one_series_per_element_with_element_labels() {
+    let cfg = resource(
+        "    - name: condition\n      each:\n        type: Gauge\n        gauge:\n          path: [status, conditions]\n          valueFrom: [status]\n          labelsFromPath:\n            type: [type]\n            reason: .reason\n",
+    );
+    let status = json!({"conditions": [
+        {"type": "Ready", "status": "True", "reason": "Ok"},
+        {"type": "Healthy", "status": "Unknown"},
+        {"type": "Broken", "status": "nonsense"},
+        {"type": "NoStatus"}
+    ]});
+    let out = run(&cfg, &[foo(json!({}), status)]);
+    assert_eq!(
+        out.series,
+        [
+            "foo_condition{GVK,name=\"foo\",type=\"Ready\",reason=\"Ok\"} 1",
+            "foo_condition{GVK,name=\"foo\",type=\"Healthy\"} -1",
+        ]
+    );
+    assert_eq!(
+        out.errors,
+        ["metric foo_condition at [status, conditions][2] + [status]: expected a number but found \"nonsense\""]
+    );
+}
+
+#[test]
+fn gauge_over_a_map_needs_label_from_key_and_reports_bad_entries() {
+    let cfg = resource(
+        "    - name: byKey\n      each:\n        type: Gauge\n        gauge: {path: [status, counts], labelFromKey: kind}\n    - name: whole\n      each:\n        type: Gauge\n        gauge: {path: [status], valueFrom: [counts, high]}\n    - name: bare\n      each:\n        type: Gauge\n        gauge: {path: [status, counts]}\n",
+    );
+    let out = run(&cfg, &[foo(json!({}), json!({"counts": {"high": 2, "low": "x"}}))]);
+    assert_eq!(
+        out.series,
+        [
+            "foo_byKey{GVK,name=\"foo\",kind=\"high\"} 2",
+            "foo_whole{GVK,name=\"foo\"} 2",
+        ]
+    );
+    assert_eq!(
+        out.errors,
+        [
+            "metric foo_byKey at [status, counts][low]: expected a number but found \"x\"",
+            "metric foo_bare at [status, counts]: expected a number but found a map",
+        ]
+    );
+}
+
+#[test]
+fn gauge_value_from_a_key_of_the_map_itself() {
+    // kube-state-metrics: over a map with labelFromKey, `valueFrom: [k]` reads entry k.
+    let cfg = resource(
+        "    - name: up\n      each:\n        type: Gauge\n        gauge: {path: [status], valueFrom: [uptime], labelFromKey: k}\n",
+    );
+    let out = run(&cfg, &[foo(json!({}), json!({"uptime": 43.21, "other": {"x": 1}}))]);
+    assert_eq!(out.series, ["foo_up{GVK,name=\"foo\",k=\"uptime\"} 43.21"]);
+}
+
+#[test]
+fn duplicate_series_are_dropped_and_reported() {
+    let cfg = resource(
+        "    - name: list\n      each:\n        type: Gauge\n        gauge: {path: [spec, values]}\n",
+    );
+    let out = run(&cfg, &[foo(json!({"values": [1, 2]}), json!({}))]);
+    assert_eq!(out.series, ["foo_list{GVK,name=\"foo\"} 1"]);
+    assert_eq!(out.errors.len(), 1);
+    assert!(out.errors[0].contains("same labels"), "{:?}", out.errors);
+}
+
+#[test]
+fn stateset_one_series_per_state() {
+    let cfg = resource(
+        "    - name: phase\n      each:\n        type: StateSet\n        stateSet:\n          path: [status, phase]\n          labelName: phase\n          list: [Pending, Running, Failed]\n    - name: cond\n      each:\n        type: StateSet\n        stateSet:\n          path: [status, conditions]\n          valueFrom: [status]\n          labelName: status\n          list: [\"True\", \"False\", \"Unknown\"]\n          labelsFromPath: {type: [type]}\n",
+    );
+    let status = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "Unknown"}, {"type": "X", "status": 5}]});
+    let out = run(&cfg, &[foo(json!({}), status)]);
+    assert_eq!(
+        out.series,
+        [
+            "foo_cond{GVK,name=\"foo\",status=\"True\",type=\"Ready\"} 0",
+            "foo_cond{GVK,name=\"foo\",status=\"False\",type=\"Ready\"} 0",
+            "foo_cond{GVK,name=\"foo\",status=\"Unknown\",type=\"Ready\"} 1",
+            "foo_phase{GVK,name=\"foo\",phase=\"Pending\"} 0",
+            "foo_phase{GVK,name=\"foo\",phase=\"Running\"} 1",
+            "foo_phase{GVK,name=\"foo\",phase=\"Failed\"} 0",
+        ]
+    );
+    assert_eq!(
+        out.errors,
+        ["metric foo_cond at [status, conditions][1] + [status]: expected a string state but found a number"]
+    );
+}
+
+#[test]
+fn info_with_only_outer_labels_still_emits() {
+    // kube-state-metrics emits nothing here (its issue #2246).
+    let cfg = resource("    - name: info\n      each:\n        type: Info\n        info: {}\n");
+    let out = run(&cfg, &[foo(json!({}), json!({}))]);
+    assert_eq!(out.series, ["foo_info{GVK,name=\"foo\"} 1"]);
+}
+
+#[test]
+fn info_over_lists_maps_and_star_expansion() {
+    let cfg = resource(
+        "    - name: refs\n      each:\n        type: Info\n        info:\n          path: [spec, refs]\n          labelsFromPath: {ref: []}\n    - name: labels\n      each:\n        type: Info\n        info:\n          labelsFromPath:\n            \"*\": [metadata, labels]\n            \"label_*\": [metadata, labels]\n    - name: keys\n      each:\n        type: Info\n        info: {path: [metadata, labels], labelFromKey: key}\n    - name: meta\n      each:\n        type: Info\n        info:\n          path: [metadata]\n          labelsFromPath: {team: [labels, team]}\n",
+    );
+    let out = run(&cfg, &[foo(json!({"refs": ["a", "b"]}), json!({}))]);
+    assert_eq!(
+        out.series,
+        [
+            "foo_keys{GVK,name=\"foo\",key=\"app.kubernetes.io/name\"} 1",
+            "foo_keys{GVK,name=\"foo\",key=\"team\"} 1",
+            "foo_labels{GVK,name=\"foo\",app_kubernetes_io_name=\"x\",team=\"a\",label_app_kubernetes_io_name=\"x\",label_team=\"a\"} 1",
+            // One series for the map itself, none for its children (kube-state-metrics adds those).
+            "foo_meta{GVK,name=\"foo\",team=\"a\"} 1",
+            "foo_refs{GVK,name=\"foo\",ref=\"a\"} 1",
+            "foo_refs{GVK,name=\"foo\",ref=\"b\"} 1",
+        ]
+    );
+}
+
+#[test]
+fn label_precedence_follows_kube_state_metrics() {
+    let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: \"\"\n    commonLabels: {a: resource-common, b: resource-common, c: resource-common, customresource_kind: mine}\n    labelsFromPath: {c: [metadata, name], d: [metadata, name]}\n    metrics:\n    - name: m\n      commonLabels: {a: metric-common}\n      labelsFromPath: {d: [metadata, namespace]}\n      each:\n        type: Gauge\n        gauge:\n          path: [status, items]\n          labelFromKey: d\n          labelsFromPath: {b: [tag]}\n          valueFrom: [v]\n";
+    let out = run(cfg, &[foo(json!({}), json!({"items": {"k": {"v": 1, "tag": "each"}}}))]);
+    assert_eq!(
+        out.text.lines().last(),
+        Some("m{a=\"metric-common\",b=\"each\",c=\"foo\",customresource_kind=\"Foo\",customresource_group=\"example.com\",customresource_version=\"v1\",d=\"k\"} 1")
+    );
+}
+
+#[test]
+fn jsonpath_and_path_lists_are_interchangeable() {
+    let list = resource(
+        "    - name: ready\n      each:\n        type: Gauge\n        gauge:\n          path: [status, conditions, \"[type=Ready]\"]\n          valueFrom: [status]\n          labelsFromPath: {app: [metadata, labels, app.kubernetes.io/name]}\n",
+    );
+    let jsonpath = resource(
+        "    - name: ready\n      each:\n        type: Gauge\n        gauge:\n          path: '.status.conditions[?(@.type==\"Ready\")]'\n          valueFrom: .status\n          labelsFromPath: {app: \".metadata.labels['app.kubernetes.io/name']\"}\n",
+    );
+    let object = foo(json!({}), json!({"conditions": [{"type": "Ready", "status": "False"}]}));
+    assert_eq!(run(&list, &[object.clone()]).text, run(&jsonpath, &[object]).text);
+}
+
+#[test]
+fn filters_match_strings_exactly() {
+    // kube-state-metrics' [status=False] also matches "Unknown" and "no" (both convert to 0).
+    let cfg = resource(
+        "    - name: false_type\n      each:\n        type: Info\n        info:\n          path: [status, conditions, \"[status=False]\"]\n          labelsFromPath: {type: [type]}\n",
+    );
+    let status = json!({"conditions": [{"type": "A", "status": "Unknown"}, {"type": "B", "status": "False"}]});
+    let out = run(&cfg, &[foo(json!({}), status)]);
+    assert_eq!(out.series, ["foo_false_type{GVK,name=\"foo\",type=\"B\"} 1"]);
+}
+
+#[test]
+fn one_bad_metric_leaves_the_others_working() {
+    let cfg = resource(
+        "    - name: bad\n      each:\n        type: Gauge\n        gauge: {path: [status, \"[phase]\"]}\n    - name: worse\n      each:\n        type: Gauge\n    - name: good\n      each:\n        type: Gauge\n        gauge: {path: [status, n]}\n",
+    );
+    let (compiled, errors) = compile(&cfg);
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "resources[0] (example.com/v1/Foo) metric foo_bad metrics[0].each.gauge.path: invalid list filter \"[phase]\": expected [key=value]",
+            "resources[0] (example.com/v1/Foo) metric foo_worse metrics[1].each.gauge: type Gauge needs its settings section",
+        ]
+    );
+    assert_eq!(compiled.resources()[0].metric_names().collect::<Vec<_>>(), ["foo_good"]);
+}
+
+#[test]
+fn label_names_are_sanitised_and_collisions_are_config_errors() {
+    let cfg = resource(
+        "    - name: m\n      labelsFromPath:\n        app.kubernetes.io/name: [metadata, name]\n        app_kubernetes_io_name: [metadata, namespace]\n      each:\n        type: Info\n        info: {}\n    - name: ok\n      commonLabels: {\"1st.label\": x}\n      each:\n        type: Info\n        info: {}\n",
+    );
+    let (compiled, errors) = compile(&cfg);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        errors[0].to_string(),
+        "resources[0] (example.com/v1/Foo) metric foo_m metrics[0].labelsFromPath.app_kubernetes_io_name: labels \"app.kubernetes.io/name\" and \"app_kubernetes_io_name\" both become \"app_kubernetes_io_name\""
+    );
+    let out = run(
+        &resource("    - name: ok\n      commonLabels: {\"1st.label\": x}\n      each:\n        type: Info\n        info: {}\n"),
+        &[foo(json!({}), json!({}))],
+    );
+    assert_eq!(out.series, ["foo_ok{GVK,_1st_label=\"x\",name=\"foo\"} 1"]);
+    assert_eq!(compiled.resources()[0].metric_names().collect::<Vec<_>>(), ["foo_ok"]);
+}
+
+#[test]
+fn invalid_names_states_and_groups_are_config_errors() {
+    let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: \"\", version: v1, kind: Pod}\n    metrics: []\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: my-team\n    metrics:\n    - name: x\n      each: {type: Info, info: {}}\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metrics:\n    - name: s\n      each:\n        type: StateSet\n        stateSet: {path: [status, phase], list: [A]}\n    - name: t\n      each:\n        type: StateSet\n        stateSet: {path: [status, phase], list: [A, A], labelName: p}\n";
+    let (_, errors) = compile(cfg);
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "resources[0] (v1/Pod) groupVersionKind.group: group is required",
+            "resources[1] (example.com/v1/Foo) metric my-team_x metrics[0].name: \"my-team_x\" is not a valid metric name",
+            "resources[2] (example.com/v1/Foo) metric kube_customresource_s metrics[0].each.stateSet.labelName: labelName is required",
+            "resources[2] (example.com/v1/Foo) metric kube_customresource_t metrics[1].each.stateSet.list: state \"A\" is listed twice",
+        ]
+    );
+}
+
+#[test]
+fn families_shared_by_resources_get_one_header_and_stay_contiguous() {
+    let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: shared\n    labelsFromPath: {name: [metadata, name]}\n    metrics:\n    - {name: thing, help: from foo, each: {type: Info, info: {}}}\n    - {name: foo_only, help: h, each: {type: Info, info: {}}}\n  - groupVersionKind: {group: example.com, version: v1, kind: Bar}\n    metricNamePrefix: shared\n    labelsFromPath: {name: [metadata, name]}\n    metrics:\n    - {name: thing, help: from bar, each: {type: Info, info: {}}}\n";
+    let bar = json!({"apiVersion": "example.com/v1", "kind": "Bar", "metadata": {"name": "bar", "namespace": "ns"}});
+    let out = run(cfg, &[bar, foo(json!({}), json!({}))]);
+    let headers: Vec<&str> = out.text.lines().filter(|l| l.starts_with("# HELP")).collect();
+    assert_eq!(headers, ["# HELP shared_foo_only h", "# HELP shared_thing from foo"]);
+    let thing: Vec<&str> = out.text.lines().skip_while(|l| !l.starts_with("# HELP shared_thing")).collect();
+    assert_eq!(thing.len(), 4, "header, type and both series together: {thing:?}");
+}
+
+#[test]
+fn conflicting_family_types_drop_the_later_metric_only() {
+    let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: x\n    metrics:\n    - {name: a, each: {type: Info, info: {}}}\n    - {name: b, each: {type: Info, info: {}}}\n  - groupVersionKind: {group: example.com, version: v1, kind: Bar}\n    metricNamePrefix: x\n    metrics:\n    - {name: a, each: {type: Gauge, gauge: {path: [status, n]}}}\n";
+    let (compiled, errors) = compile(cfg);
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].to_string().contains("declared as Gauge here and as Info elsewhere"), "{}", errors[0]);
+    assert_eq!(compiled.families().len(), 2);
+    assert_eq!(compiled.resources()[1].metric_names().count(), 0);
+}
+
+#[test]
+fn wildcard_versions_and_kinds_match() {
+    let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: \"*\", kind: Foo}\n    metrics: []\n  - groupVersionKind: {group: example.com, version: v2, kind: \"*\"}\n    metrics: []\n";
+    let (compiled, _) = compile(cfg);
+    let hits = |v: &str, k: &str| {
+        compiled
+            .resources_for("example.com", v, k)
+            .map(|(i, _)| i)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(hits("v1", "Foo"), [0]);
+    assert_eq!(hits("v2", "Foo"), [0, 1]);
+    assert_eq!(hits("v2", "Bar"), [1]);
+    assert!(compiled.resources_for("other.com", "v1", "Foo").next().is_none());
+}
+
+#[test]
+fn hostile_objects_yield_what_can_be_computed() {
+    let cfg = resource(
+        "    - name: info\n      each:\n        type: Info\n        info:\n          labelsFromPath: {msg: [status, message], n: [status, n], list: [status, list]}\n    - name: cond\n      each:\n        type: Gauge\n        gauge: {path: [status, conditions], valueFrom: [status], labelsFromPath: {type: [type]}}\n",
+    );
+    let huge = "x".repeat(100_000);
+    let weird = "quote\" backslash\\ newline\n ünïcode ✓";
+    let objects = [
+        foo(json!({}), json!({"message": weird, "n": 1.5e300, "list": [1, "a", null], "conditions": "not a list"})),
+        foo(json!({}), json!({"message": huge, "conditions": [null, 3, {"type": {"nested": true}, "status": "True"}]})),
+        json!({"apiVersion": "example.com/v1", "kind": "Foo", "metadata": {"name": "bare"}}),
+    ];
+    for object in &objects {
+        let out = run(&cfg, std::slice::from_ref(object));
+        assert!(out.series.iter().any(|s| s.starts_with("foo_info{")), "{:?}", out.series);
+    }
+    let out = run(&cfg, &objects[..1]);
+    assert_eq!(
+        out.series,
+        ["foo_info{GVK,name=\"foo\",msg=\"quote\\\" backslash\\\\ newline\\n ünïcode ✓\",n=\"1.5e+300\",list=\"[1 a <nil>]\"} 1"]
+    );
+    // A string where a list of conditions belongs has no `status` inside: missing, not an error.
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    let out = run(&cfg, &objects[1..2]);
+    assert!(out.series.contains(&"foo_cond{GVK,name=\"foo\",type=\"map[nested:true]\"} 1".to_owned()), "{:?}", out.series);
+    // `null` and `3` have no `status` inside: skipped, like a condition without a status.
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}
