@@ -477,10 +477,10 @@ fn compile_body(
     };
     match kind {
         MetricKind::Gauge => {
-            let g = each
-                .gauge
-                .as_ref()
-                .ok_or((ConfigErrorKind::MissingSection("Gauge"), ".gauge".to_owned()))?;
+            let g = each.gauge.as_ref().ok_or((
+                ConfigErrorKind::MissingSection("Gauge"),
+                ".gauge".to_owned(),
+            ))?;
             Ok((
                 Body::Gauge {
                     path: path_at(&g.path, ".gauge.path")?,

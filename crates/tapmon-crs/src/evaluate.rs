@@ -57,7 +57,9 @@ pub enum EvalErrorKind {
     #[error("expected a string state but found {0}")]
     NotAState(&'static str),
     /// Two series of the metric would have the same labels; the later is dropped.
-    #[error("series with the same labels as an earlier one (add labelFromKey or labelsFromPath to tell them apart)")]
+    #[error(
+        "series with the same labels as an earlier one (add labelFromKey or labelsFromPath to tell them apart)"
+    )]
     Duplicate,
 }
 
@@ -92,7 +94,12 @@ pub struct EvalErrors {
 const KEPT: usize = 8;
 
 impl EvalErrors {
-    fn push(&mut self, metric: &CompiledMetric, path: impl FnOnce() -> String, kind: EvalErrorKind) {
+    fn push(
+        &mut self,
+        metric: &CompiledMetric,
+        path: impl FnOnce() -> String,
+        kind: EvalErrorKind,
+    ) {
         self.total += 1;
         if self.kept.len() < KEPT {
             self.kept.push(EvalError {
@@ -145,6 +152,27 @@ fn describe(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a map",
+    }
+}
+
+impl crate::Compiled {
+    /// Evaluates `object` with every resource that reads its kind, handing each resource's
+    /// rendered series to `sink` with the resource's index. Objects without `apiVersion` and
+    /// `kind` match nothing.
+    pub fn render(
+        &self,
+        object: &Value,
+        renderer: &mut ObjectRenderer,
+        errors: &mut EvalErrors,
+        mut sink: impl FnMut(u32, tapmon_exposition::RenderedObject),
+    ) {
+        let Some(kind) = ObjectKind::of(object) else {
+            return;
+        };
+        for (index, resource) in self.resources_for(kind.group, kind.version, kind.kind) {
+            resource.evaluate(object, kind, renderer, errors);
+            sink(index, renderer.finish());
+        }
     }
 }
 

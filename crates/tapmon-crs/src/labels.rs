@@ -70,7 +70,9 @@ impl<'a> LabelSet<'a> {
         }
         for spec in specs {
             match &spec.source {
-                LabelSource::Fixed(value) => self.set(Cow::Borrowed(&spec.name), Cow::Borrowed(value)),
+                LabelSource::Fixed(value) => {
+                    self.set(Cow::Borrowed(&spec.name), Cow::Borrowed(value))
+                }
                 LabelSource::Path(path) => {
                     if let Some(found) = path.get(node).filter(|v| !v.is_null()) {
                         self.set(Cow::Borrowed(&spec.name), label_value(Some(found)));
@@ -111,8 +113,14 @@ mod tests {
     fn plain_labels_beat_expanded_ones_and_missing_values_are_omitted() {
         let o = json!({"metadata": {"name": "n", "labels": {"app.kubernetes.io/name": "x", "name": "from-map"}}});
         let specs = vec![
-            spec("name", LabelSource::Path(Path::from_segments(&["metadata", "name"]).unwrap())),
-            spec("gone", LabelSource::Path(Path::from_segments(&["nope"]).unwrap())),
+            spec(
+                "name",
+                LabelSource::Path(Path::from_segments(&["metadata", "name"]).unwrap()),
+            ),
+            spec(
+                "gone",
+                LabelSource::Path(Path::from_segments(&["nope"]).unwrap()),
+            ),
             spec(
                 "*",
                 LabelSource::Expand {

@@ -17,9 +17,7 @@ pub mod yaml;
 pub use compile::{
     Compiled, CompiledResource, ConfigError, ConfigErrorKind, DEFAULT_PREFIX, Location,
 };
-pub use evaluate::{
-    EvalError, EvalErrorKind, EvalErrors, GVK_LABELS, ObjectKind, UNKNOWN_VALUE,
-};
+pub use evaluate::{EvalError, EvalErrorKind, EvalErrors, GVK_LABELS, ObjectKind, UNKNOWN_VALUE};
 
 #[cfg(test)]
 mod tests;

@@ -259,9 +259,7 @@ impl<'de> Deserialize<'de> for PathSpec {
             Str(String),
         }
         let raw = Raw::deserialize(deserializer).map_err(|_| {
-            serde::de::Error::custom(
-                "expected a path: a list of segments or a JSONPath string",
-            )
+            serde::de::Error::custom("expected a path: a list of segments or a JSONPath string")
         })?;
         Ok(match raw {
             Raw::Str(s) => PathSpec::JsonPath(s),

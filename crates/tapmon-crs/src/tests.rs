@@ -94,7 +94,11 @@ fn gauge_scalar_with_value_conversions() {
     ];
     for (x, want) in cases {
         let out = run(&cfg, &[foo(json!({}), json!({"x": x}))]);
-        assert_eq!(out.series, [format!("foo_v{{GVK,name=\"foo\"}} {want}")], "{x}");
+        assert_eq!(
+            out.series,
+            [format!("foo_v{{GVK,name=\"foo\"}} {want}")],
+            "{x}"
+        );
     }
 }
 
@@ -115,10 +119,7 @@ fn gauge_missing_values_nil_is_zero_and_errors() {
     let out = run(&cfg, &[foo(json!({}), json!({"word": "maybe", "n": 3}))]);
     assert_eq!(
         out.series,
-        [
-            "foo_b{GVK,name=\"foo\"} 0",
-            "foo_d{GVK,name=\"foo\"} 3"
-        ]
+        ["foo_b{GVK,name=\"foo\"} 0", "foo_d{GVK,name=\"foo\"} 3"]
     );
     assert_eq!(
         out.errors,
@@ -147,7 +148,9 @@ fn gauge_over_a_list_one_series_per_element_with_element_labels() {
     );
     assert_eq!(
         out.errors,
-        ["metric foo_condition at [status, conditions][2] + [status]: expected a number but found \"nonsense\""]
+        [
+            "metric foo_condition at [status, conditions][2] + [status]: expected a number but found \"nonsense\""
+        ]
     );
 }
 
@@ -156,7 +159,10 @@ fn gauge_over_a_map_needs_label_from_key_and_reports_bad_entries() {
     let cfg = resource(
         "    - name: byKey\n      each:\n        type: Gauge\n        gauge: {path: [status, counts], labelFromKey: kind}\n    - name: whole\n      each:\n        type: Gauge\n        gauge: {path: [status], valueFrom: [counts, high]}\n    - name: bare\n      each:\n        type: Gauge\n        gauge: {path: [status, counts]}\n",
     );
-    let out = run(&cfg, &[foo(json!({}), json!({"counts": {"high": 2, "low": "x"}}))]);
+    let out = run(
+        &cfg,
+        &[foo(json!({}), json!({"counts": {"high": 2, "low": "x"}}))],
+    );
     assert_eq!(
         out.series,
         [
@@ -179,7 +185,10 @@ fn gauge_value_from_a_key_of_the_map_itself() {
     let cfg = resource(
         "    - name: up\n      each:\n        type: Gauge\n        gauge: {path: [status], valueFrom: [uptime], labelFromKey: k}\n",
     );
-    let out = run(&cfg, &[foo(json!({}), json!({"uptime": 43.21, "other": {"x": 1}}))]);
+    let out = run(
+        &cfg,
+        &[foo(json!({}), json!({"uptime": 43.21, "other": {"x": 1}}))],
+    );
     assert_eq!(out.series, ["foo_up{GVK,name=\"foo\",k=\"uptime\"} 43.21"]);
 }
 
@@ -214,7 +223,9 @@ fn stateset_one_series_per_state() {
     );
     assert_eq!(
         out.errors,
-        ["metric foo_cond at [status, conditions][1] + [status]: expected a string state but found a number"]
+        [
+            "metric foo_cond at [status, conditions][1] + [status]: expected a string state but found a number"
+        ]
     );
 }
 
@@ -249,10 +260,18 @@ fn info_over_lists_maps_and_star_expansion() {
 #[test]
 fn label_precedence_follows_kube_state_metrics() {
     let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: \"\"\n    commonLabels: {a: resource-common, b: resource-common, c: resource-common, customresource_kind: mine}\n    labelsFromPath: {c: [metadata, name], d: [metadata, name]}\n    metrics:\n    - name: m\n      commonLabels: {a: metric-common}\n      labelsFromPath: {d: [metadata, namespace]}\n      each:\n        type: Gauge\n        gauge:\n          path: [status, items]\n          labelFromKey: d\n          labelsFromPath: {b: [tag]}\n          valueFrom: [v]\n";
-    let out = run(cfg, &[foo(json!({}), json!({"items": {"k": {"v": 1, "tag": "each"}}}))]);
+    let out = run(
+        cfg,
+        &[foo(
+            json!({}),
+            json!({"items": {"k": {"v": 1, "tag": "each"}}}),
+        )],
+    );
     assert_eq!(
         out.text.lines().last(),
-        Some("m{a=\"metric-common\",b=\"each\",c=\"foo\",customresource_kind=\"Foo\",customresource_group=\"example.com\",customresource_version=\"v1\",d=\"k\"} 1")
+        Some(
+            "m{a=\"metric-common\",b=\"each\",c=\"foo\",customresource_kind=\"Foo\",customresource_group=\"example.com\",customresource_version=\"v1\",d=\"k\"} 1"
+        )
     );
 }
 
@@ -264,8 +283,14 @@ fn jsonpath_and_path_lists_are_interchangeable() {
     let jsonpath = resource(
         "    - name: ready\n      each:\n        type: Gauge\n        gauge:\n          path: '.status.conditions[?(@.type==\"Ready\")]'\n          valueFrom: .status\n          labelsFromPath: {app: \".metadata.labels['app.kubernetes.io/name']\"}\n",
     );
-    let object = foo(json!({}), json!({"conditions": [{"type": "Ready", "status": "False"}]}));
-    assert_eq!(run(&list, &[object.clone()]).text, run(&jsonpath, &[object]).text);
+    let object = foo(
+        json!({}),
+        json!({"conditions": [{"type": "Ready", "status": "False"}]}),
+    );
+    assert_eq!(
+        run(&list, std::slice::from_ref(&object)).text,
+        run(&jsonpath, &[object]).text
+    );
 }
 
 #[test]
@@ -276,7 +301,10 @@ fn filters_match_strings_exactly() {
     );
     let status = json!({"conditions": [{"type": "A", "status": "Unknown"}, {"type": "B", "status": "False"}]});
     let out = run(&cfg, &[foo(json!({}), status)]);
-    assert_eq!(out.series, ["foo_false_type{GVK,name=\"foo\",type=\"B\"} 1"]);
+    assert_eq!(
+        out.series,
+        ["foo_false_type{GVK,name=\"foo\",type=\"B\"} 1"]
+    );
 }
 
 #[test]
@@ -293,7 +321,10 @@ fn one_bad_metric_leaves_the_others_working() {
             "resources[0] (example.com/v1/Foo) metric foo_worse metrics[1].each.gauge: type Gauge needs its settings section",
         ]
     );
-    assert_eq!(compiled.resources()[0].metric_names().collect::<Vec<_>>(), ["foo_good"]);
+    assert_eq!(
+        compiled.resources()[0].metric_names().collect::<Vec<_>>(),
+        ["foo_good"]
+    );
 }
 
 #[test]
@@ -308,11 +339,16 @@ fn label_names_are_sanitised_and_collisions_are_config_errors() {
         "resources[0] (example.com/v1/Foo) metric foo_m metrics[0].labelsFromPath.app_kubernetes_io_name: labels \"app.kubernetes.io/name\" and \"app_kubernetes_io_name\" both become \"app_kubernetes_io_name\""
     );
     let out = run(
-        &resource("    - name: ok\n      commonLabels: {\"1st.label\": x}\n      each:\n        type: Info\n        info: {}\n"),
+        &resource(
+            "    - name: ok\n      commonLabels: {\"1st.label\": x}\n      each:\n        type: Info\n        info: {}\n",
+        ),
         &[foo(json!({}), json!({}))],
     );
     assert_eq!(out.series, ["foo_ok{GVK,_1st_label=\"x\",name=\"foo\"} 1"]);
-    assert_eq!(compiled.resources()[0].metric_names().collect::<Vec<_>>(), ["foo_ok"]);
+    assert_eq!(
+        compiled.resources()[0].metric_names().collect::<Vec<_>>(),
+        ["foo_ok"]
+    );
 }
 
 #[test]
@@ -336,10 +372,25 @@ fn families_shared_by_resources_get_one_header_and_stay_contiguous() {
     let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: shared\n    labelsFromPath: {name: [metadata, name]}\n    metrics:\n    - {name: thing, help: from foo, each: {type: Info, info: {}}}\n    - {name: foo_only, help: h, each: {type: Info, info: {}}}\n  - groupVersionKind: {group: example.com, version: v1, kind: Bar}\n    metricNamePrefix: shared\n    labelsFromPath: {name: [metadata, name]}\n    metrics:\n    - {name: thing, help: from bar, each: {type: Info, info: {}}}\n";
     let bar = json!({"apiVersion": "example.com/v1", "kind": "Bar", "metadata": {"name": "bar", "namespace": "ns"}});
     let out = run(cfg, &[bar, foo(json!({}), json!({}))]);
-    let headers: Vec<&str> = out.text.lines().filter(|l| l.starts_with("# HELP")).collect();
-    assert_eq!(headers, ["# HELP shared_foo_only h", "# HELP shared_thing from foo"]);
-    let thing: Vec<&str> = out.text.lines().skip_while(|l| !l.starts_with("# HELP shared_thing")).collect();
-    assert_eq!(thing.len(), 4, "header, type and both series together: {thing:?}");
+    let headers: Vec<&str> = out
+        .text
+        .lines()
+        .filter(|l| l.starts_with("# HELP"))
+        .collect();
+    assert_eq!(
+        headers,
+        ["# HELP shared_foo_only h", "# HELP shared_thing from foo"]
+    );
+    let thing: Vec<&str> = out
+        .text
+        .lines()
+        .skip_while(|l| !l.starts_with("# HELP shared_thing"))
+        .collect();
+    assert_eq!(
+        thing.len(),
+        4,
+        "header, type and both series together: {thing:?}"
+    );
 }
 
 #[test]
@@ -347,7 +398,13 @@ fn conflicting_family_types_drop_the_later_metric_only() {
     let cfg = "spec:\n  resources:\n  - groupVersionKind: {group: example.com, version: v1, kind: Foo}\n    metricNamePrefix: x\n    metrics:\n    - {name: a, each: {type: Info, info: {}}}\n    - {name: b, each: {type: Info, info: {}}}\n  - groupVersionKind: {group: example.com, version: v1, kind: Bar}\n    metricNamePrefix: x\n    metrics:\n    - {name: a, each: {type: Gauge, gauge: {path: [status, n]}}}\n";
     let (compiled, errors) = compile(cfg);
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].to_string().contains("declared as Gauge here and as Info elsewhere"), "{}", errors[0]);
+    assert!(
+        errors[0]
+            .to_string()
+            .contains("declared as Gauge here and as Info elsewhere"),
+        "{}",
+        errors[0]
+    );
     assert_eq!(compiled.families().len(), 2);
     assert_eq!(compiled.resources()[1].metric_names().count(), 0);
 }
@@ -365,7 +422,12 @@ fn wildcard_versions_and_kinds_match() {
     assert_eq!(hits("v1", "Foo"), [0]);
     assert_eq!(hits("v2", "Foo"), [0, 1]);
     assert_eq!(hits("v2", "Bar"), [1]);
-    assert!(compiled.resources_for("other.com", "v1", "Foo").next().is_none());
+    assert!(
+        compiled
+            .resources_for("other.com", "v1", "Foo")
+            .next()
+            .is_none()
+    );
 }
 
 #[test]
@@ -376,23 +438,40 @@ fn hostile_objects_yield_what_can_be_computed() {
     let huge = "x".repeat(100_000);
     let weird = "quote\" backslash\\ newline\n ünïcode ✓";
     let objects = [
-        foo(json!({}), json!({"message": weird, "n": 1.5e300, "list": [1, "a", null], "conditions": "not a list"})),
-        foo(json!({}), json!({"message": huge, "conditions": [null, 3, {"type": {"nested": true}, "status": "True"}]})),
+        foo(
+            json!({}),
+            json!({"message": weird, "n": 1.5e300, "list": [1, "a", null], "conditions": "not a list"}),
+        ),
+        foo(
+            json!({}),
+            json!({"message": huge, "conditions": [null, 3, {"type": {"nested": true}, "status": "True"}]}),
+        ),
         json!({"apiVersion": "example.com/v1", "kind": "Foo", "metadata": {"name": "bare"}}),
     ];
     for object in &objects {
         let out = run(&cfg, std::slice::from_ref(object));
-        assert!(out.series.iter().any(|s| s.starts_with("foo_info{")), "{:?}", out.series);
+        assert!(
+            out.series.iter().any(|s| s.starts_with("foo_info{")),
+            "{:?}",
+            out.series
+        );
     }
     let out = run(&cfg, &objects[..1]);
     assert_eq!(
         out.series,
-        ["foo_info{GVK,name=\"foo\",msg=\"quote\\\" backslash\\\\ newline\\n ünïcode ✓\",n=\"1.5e+300\",list=\"[1 a <nil>]\"} 1"]
+        [
+            "foo_info{GVK,name=\"foo\",msg=\"quote\\\" backslash\\\\ newline\\n ünïcode ✓\",n=\"1.5e+300\",list=\"[1 a <nil>]\"} 1"
+        ]
     );
     // A string where a list of conditions belongs has no `status` inside: missing, not an error.
     assert!(out.errors.is_empty(), "{:?}", out.errors);
     let out = run(&cfg, &objects[1..2]);
-    assert!(out.series.contains(&"foo_cond{GVK,name=\"foo\",type=\"map[nested:true]\"} 1".to_owned()), "{:?}", out.series);
+    assert!(
+        out.series
+            .contains(&"foo_cond{GVK,name=\"foo\",type=\"map[nested:true]\"} 1".to_owned()),
+        "{:?}",
+        out.series
+    );
     // `null` and `3` have no `status` inside: skipped, like a condition without a status.
     assert!(out.errors.is_empty(), "{:?}", out.errors);
 }

@@ -1,19 +1,32 @@
 //! Scrape concatenation over 50k stored objects: the cost a Prometheus scrape pays.
 
+// A benchmark is a tool: a missing fixture should stop it loudly.
+#![allow(clippy::expect_used)]
+
 use std::hint::black_box;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tapmon_exposition::{FamilyDesc, FamilySet, Format, MetricType, ObjectKey, ObjectRenderer, Store};
+use tapmon_exposition::{
+    FamilyDesc, FamilySet, Format, MetricType, ObjectKey, ObjectRenderer, Store,
+};
 
 const OBJECTS: usize = 50_000;
 
 fn store() -> Store {
     let descs: Vec<FamilyDesc> = (0..42)
         .map(|i| FamilyDesc {
-            name: format!("tap_kind{}_{}", i / 2, if i % 2 == 0 { "info" } else { "status" }),
+            name: format!(
+                "tap_kind{}_{}",
+                i / 2,
+                if i % 2 == 0 { "info" } else { "status" }
+            ),
             help: "bench".into(),
-            kind: if i % 2 == 0 { MetricType::Info } else { MetricType::Gauge },
+            kind: if i % 2 == 0 {
+                MetricType::Info
+            } else {
+                MetricType::Gauge
+            },
             state_label: None,
         })
         .collect();
@@ -25,12 +38,26 @@ fn store() -> Store {
         let kind = i % 21;
         let name = format!("workload-{i}");
         let ns = format!("team-{}", i % 40);
-        let mut info = renderer.series(ids[kind * 2]).label("name", &name).label("namespace", &ns);
-        for l in ["source_git_url", "source_git_branch", "supply_chain", "created_at", "type"] {
+        let mut info = renderer
+            .series(ids[kind * 2])
+            .label("name", &name)
+            .label("namespace", &ns);
+        for l in [
+            "source_git_url",
+            "source_git_branch",
+            "supply_chain",
+            "created_at",
+            "type",
+        ] {
             info = info.label(l, "https://github.com/example/some-repository-name.git");
         }
         info.finish(1.0);
-        for t in ["Ready", "SupplyChainReady", "ResourcesSubmitted", "ResourcesHealthy"] {
+        for t in [
+            "Ready",
+            "SupplyChainReady",
+            "ResourcesSubmitted",
+            "ResourcesHealthy",
+        ] {
             renderer
                 .series(ids[kind * 2 + 1])
                 .label("name", &name)
@@ -60,7 +87,9 @@ fn scrape(c: &mut Criterion) {
             black_box(out.len())
         })
     });
-    group.bench_function("chunks_text", |b| b.iter(|| black_box(store.chunks(Format::Text).len())));
+    group.bench_function("chunks_text", |b| {
+        b.iter(|| black_box(store.chunks(Format::Text).len()))
+    });
     group.finish();
 }
 

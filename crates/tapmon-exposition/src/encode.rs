@@ -88,17 +88,30 @@ mod tests {
     fn negotiation() {
         assert_eq!(negotiate(None), Format::Text);
         assert_eq!(negotiate(Some("text/plain")), Format::Text);
-        assert_eq!(negotiate(Some("application/openmetrics-text")), Format::OpenMetrics);
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
         // What Prometheus sends by default.
         assert_eq!(
-            negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2")),
+            negotiate(Some(
+                "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+            )),
             Format::OpenMetrics
         );
         assert_eq!(
-            negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.9")),
+            negotiate(Some(
+                "application/openmetrics-text;version=1.0.0;q=0.2,text/plain;version=0.0.4;q=0.9"
+            )),
             Format::Text
         );
-        assert_eq!(negotiate(Some("application/openmetrics-text;version=2.0.0")), Format::Text);
-        assert_eq!(negotiate(Some("application/openmetrics-text;q=0")), Format::Text);
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text;version=2.0.0")),
+            Format::Text
+        );
+        assert_eq!(
+            negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
     }
 }

@@ -107,7 +107,10 @@ impl FamilySet {
                 }
             }
         }
-        let families: Vec<Family> = by_name.values().map(|d| Family::new((*d).clone())).collect();
+        let families: Vec<Family> = by_name
+            .values()
+            .map(|d| Family::new((*d).clone()))
+            .collect();
         let set = FamilySet { families };
         let ids = descs
             .iter()
@@ -172,7 +175,9 @@ impl Family {
             MetricType::StateSet if desc.state_label.as_deref() == Some(desc.name.as_str()) => {
                 header(&desc.name, &desc.help, "stateset", true)
             }
-            MetricType::StateSet | MetricType::Gauge => header(&desc.name, &desc.help, "gauge", true),
+            MetricType::StateSet | MetricType::Gauge => {
+                header(&desc.name, &desc.help, "gauge", true)
+            }
         };
         Family {
             desc,
@@ -225,8 +230,12 @@ mod tests {
 
     #[test]
     fn conflicting_types_and_bad_names_are_errors() {
-        let err = FamilySet::new(&[desc("x", MetricType::Gauge), desc("x", MetricType::Info)]).unwrap_err();
-        assert_eq!(err.to_string(), "metric \"x\" is declared as both Gauge and Info");
+        let err = FamilySet::new(&[desc("x", MetricType::Gauge), desc("x", MetricType::Info)])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "metric \"x\" is declared as both Gauge and Info"
+        );
         let err = FamilySet::new(&[desc("x-y", MetricType::Gauge)]).unwrap_err();
         assert_eq!(err, FamilySetError::InvalidName("x-y".into()));
     }
@@ -242,9 +251,21 @@ mod tests {
         ])
         .unwrap();
         let f = |n: &str| set.family(set.id(n).unwrap()).unwrap();
-        assert_eq!(&f("a_info").text_header[..], b"# HELP a_info help for a_info\n# TYPE a_info gauge\n");
-        assert_eq!(&f("a_info").openmetrics_header[..], b"# HELP a help for a_info\n# TYPE a info\n");
-        assert_eq!(&f("b_namespaces").openmetrics_header[..], b"# HELP b_namespaces help for b_namespaces\n# TYPE b_namespaces gauge\n");
-        assert_eq!(&f("phase").openmetrics_header[..], b"# HELP phase help for phase\n# TYPE phase stateset\n");
+        assert_eq!(
+            &f("a_info").text_header[..],
+            b"# HELP a_info help for a_info\n# TYPE a_info gauge\n"
+        );
+        assert_eq!(
+            &f("a_info").openmetrics_header[..],
+            b"# HELP a help for a_info\n# TYPE a info\n"
+        );
+        assert_eq!(
+            &f("b_namespaces").openmetrics_header[..],
+            b"# HELP b_namespaces help for b_namespaces\n# TYPE b_namespaces gauge\n"
+        );
+        assert_eq!(
+            &f("phase").openmetrics_header[..],
+            b"# HELP phase help for phase\n# TYPE phase stateset\n"
+        );
     }
 }

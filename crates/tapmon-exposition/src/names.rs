@@ -50,7 +50,10 @@ mod tests {
     #[test]
     fn sanitizing() {
         assert_eq!(sanitize_label_name("app"), "app");
-        assert_eq!(sanitize_label_name("carto.run/workload-name"), "carto_run_workload_name");
+        assert_eq!(
+            sanitize_label_name("carto.run/workload-name"),
+            "carto_run_workload_name"
+        );
         assert_eq!(sanitize_label_name("1st"), "_1st");
         assert_eq!(sanitize_label_name("ünï"), "_n_");
         assert_eq!(sanitize_label_name(""), "_");

@@ -87,7 +87,11 @@ impl ObjectRenderer {
     /// Collects what was written since the last call into one [`RenderedObject`] and resets.
     pub fn finish(&mut self) -> RenderedObject {
         self.touched.sort_unstable();
-        let total = self.touched.iter().map(|id| self.scratch[id.index()].len()).sum();
+        let total = self
+            .touched
+            .iter()
+            .map(|id| self.scratch[id.index()].len())
+            .sum();
         let mut bytes = Vec::with_capacity(total);
         let mut parts = Vec::with_capacity(self.touched.len());
         for id in self.touched.drain(..) {
@@ -161,7 +165,10 @@ mod tests {
     fn series_group_by_family_in_family_order() {
         let (set, ids) = set();
         let mut r = ObjectRenderer::new(&set);
-        r.series(ids[0]).label("type", "Ready").label("status", "True").finish(1.0);
+        r.series(ids[0])
+            .label("type", "Ready")
+            .label("status", "True")
+            .finish(1.0);
         r.series(ids[1]).label("name", "a\"b").finish(1.0);
         r.series(ids[0]).finish(0.5);
         let obj = r.finish();
@@ -170,7 +177,10 @@ mod tests {
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].0, ids[1]);
         assert_eq!(&parts[0].1[..], b"a_info{name=\"a\\\"b\"} 1\n");
-        assert_eq!(&parts[1].1[..], b"z_status{type=\"Ready\",status=\"True\"} 1\nz_status 0.5\n");
+        assert_eq!(
+            &parts[1].1[..],
+            b"z_status{type=\"Ready\",status=\"True\"} 1\nz_status 0.5\n"
+        );
         assert!(r.finish().is_empty(), "finish resets");
     }
 

@@ -126,12 +126,8 @@ impl Store {
 
     /// Keeps only the objects for which `keep` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&ObjectKey) -> bool) {
-        let doomed: Vec<Arc<ObjectKey>> = self
-            .objects
-            .keys()
-            .filter(|k| !keep(k))
-            .cloned()
-            .collect();
+        let doomed: Vec<Arc<ObjectKey>> =
+            self.objects.keys().filter(|k| !keep(k)).cloned().collect();
         for key in doomed {
             self.remove(&key);
         }
@@ -149,11 +145,13 @@ impl Store {
 
     /// Counts for the whole store.
     pub fn total(&self) -> StoreStats {
-        self.stats.values().fold(StoreStats::default(), |acc, s| StoreStats {
-            objects: acc.objects + s.objects,
-            series: acc.series + s.series,
-            bytes: acc.bytes + s.bytes,
-        })
+        self.stats
+            .values()
+            .fold(StoreStats::default(), |acc, s| StoreStats {
+                objects: acc.objects + s.objects,
+                series: acc.series + s.series,
+                bytes: acc.bytes + s.bytes,
+            })
     }
 
     /// Size of a scrape in `format`, for reserving the buffer.
@@ -213,13 +211,20 @@ mod tests {
             kind,
             state_label: None,
         };
-        let (set, ids) = FamilySet::new(&[d("w_status", MetricType::Gauge), d("w_info", MetricType::Info)]).unwrap();
+        let (set, ids) = FamilySet::new(&[
+            d("w_status", MetricType::Gauge),
+            d("w_info", MetricType::Info),
+        ])
+        .unwrap();
         (Arc::new(set), ids)
     }
 
     fn render(set: &FamilySet, ids: &[FamilyId], name: &str, ready: f64) -> RenderedObject {
         let mut r = ObjectRenderer::new(set);
-        r.series(ids[0]).label("name", name).label("type", "Ready").finish(ready);
+        r.series(ids[0])
+            .label("name", name)
+            .label("type", "Ready")
+            .finish(ready);
         r.series(ids[1]).label("name", name).finish(1.0);
         r.finish()
     }

@@ -17,20 +17,24 @@ struct Parser<'a> {
 pub(crate) fn parse(expr: &str) -> Result<Vec<Segment>, PathError> {
     let trimmed = expr.trim();
     let body = match trimmed.strip_prefix('{') {
-        Some(rest) => rest.strip_suffix('}').ok_or_else(|| PathError::InvalidJsonPath {
-            path: expr.to_owned(),
-            offset: expr.len(),
-            reason: "missing closing '}'".to_owned(),
-        })?,
+        Some(rest) => rest
+            .strip_suffix('}')
+            .ok_or_else(|| PathError::InvalidJsonPath {
+                path: expr.to_owned(),
+                offset: expr.len(),
+                reason: "missing closing '}'".to_owned(),
+            })?,
         None => trimmed,
     };
     let offset = expr.find(body).unwrap_or(0);
     let mut parser = Parser { src: body, pos: 0 };
-    parser.parse().map_err(|(at, reason)| PathError::InvalidJsonPath {
-        path: expr.to_owned(),
-        offset: offset + at,
-        reason,
-    })
+    parser
+        .parse()
+        .map_err(|(at, reason)| PathError::InvalidJsonPath {
+            path: expr.to_owned(),
+            offset: offset + at,
+            reason,
+        })
 }
 
 type Failure = (usize, String);
@@ -126,19 +130,21 @@ impl Parser<'_> {
         } else if self.eat("?") {
             self.filter()?
         } else if self.rest().starts_with('*') {
-            return self.fail("wildcard '[*]' is not supported: use the metric's path to iterate a list");
+            return self
+                .fail("wildcard '[*]' is not supported: use the metric's path to iterate a list");
         } else {
-            let end = self
-                .rest()
-                .find(']')
-                .unwrap_or(self.rest().len());
+            let end = self.rest().find(']').unwrap_or(self.rest().len());
             let inner = self.rest()[..end].trim().to_owned();
             if inner.contains(':') || inner.contains(',') {
                 return self.fail("slices and unions are not supported: name one element");
             }
             let index: i64 = match inner.parse() {
                 Ok(i) => i,
-                Err(_) => return self.fail(format!("expected an index, a quoted key or a filter, found {inner:?}")),
+                Err(_) => {
+                    return self.fail(format!(
+                        "expected an index, a quoted key or a filter, found {inner:?}"
+                    ));
+                }
             };
             self.pos += end;
             Segment::Key {
@@ -239,19 +245,35 @@ mod tests {
 
     #[test]
     fn kubectl_forms_find_the_same_value_as_path_lists() {
-        let list = Path::from_segments(&["status", "conditions", "[type=Ready]", "status"]).unwrap();
+        let list =
+            Path::from_segments(&["status", "conditions", "[type=Ready]", "status"]).unwrap();
         let json = Path::from_jsonpath(r#".status.conditions[?(@.type=="Ready")].status"#).unwrap();
         assert_eq!(list.segments(), json.segments());
-        assert_eq!(get(r#"{.status.conditions[?(@.type=="Ready")].status}"#), Some(json!("False")));
-        assert_eq!(get(r#"$.status.conditions[?(@.type == 'Healthy')].status"#), Some(json!("True")));
-        assert_eq!(get(".status.conditions[?(@.observed==2)].type"), Some(json!("Healthy")));
+        assert_eq!(
+            get(r#"{.status.conditions[?(@.type=="Ready")].status}"#),
+            Some(json!("False"))
+        );
+        assert_eq!(
+            get(r#"$.status.conditions[?(@.type == 'Healthy')].status"#),
+            Some(json!("True"))
+        );
+        assert_eq!(
+            get(".status.conditions[?(@.observed==2)].type"),
+            Some(json!("Healthy"))
+        );
     }
 
     #[test]
     fn keys_with_dots_by_quoting_or_escaping() {
-        assert_eq!(get(".metadata.labels['carto.run/workload-name']"), Some(json!("app")));
+        assert_eq!(
+            get(".metadata.labels['carto.run/workload-name']"),
+            Some(json!("app"))
+        );
         assert_eq!(get(r#".metadata.labels["a.b"]"#), Some(json!("dots")));
-        assert_eq!(get(r".metadata.labels.carto\.run/workload-name"), Some(json!("app")));
+        assert_eq!(
+            get(r".metadata.labels.carto\.run/workload-name"),
+            Some(json!("app"))
+        );
     }
 
     #[test]

@@ -280,7 +280,8 @@ mod tests {
     #[test]
     fn filters_pick_the_first_matching_element() {
         let o = object();
-        let p = Path::from_segments(&["status", "conditions", "[type=Succeeded]", "reason"]).unwrap();
+        let p =
+            Path::from_segments(&["status", "conditions", "[type=Succeeded]", "reason"]).unwrap();
         assert_eq!(p.get(&o), Some(&json!("Building")));
         let p = Path::from_segments(&["spec", "params", "[name=debug]", "value"]).unwrap();
         assert_eq!(p.get(&o), Some(&json!("true")));
@@ -313,11 +314,15 @@ mod tests {
     fn shape_mismatches_are_missing_not_errors() {
         let o = object();
         assert_eq!(
-            Path::from_segments(&["metadata", "name", "x"]).unwrap().get(&o),
+            Path::from_segments(&["metadata", "name", "x"])
+                .unwrap()
+                .get(&o),
             None
         );
         assert_eq!(
-            Path::from_segments(&["spec", "ports", "port"]).unwrap().get(&o),
+            Path::from_segments(&["spec", "ports", "port"])
+                .unwrap()
+                .get(&o),
             None
         );
         assert_eq!(

@@ -66,7 +66,9 @@ mod tests {
 
     #[test]
     fn not_quantities() {
-        for s in ["", "Unknown", "1.2.3", "Gi", "1Zi", "1e", "1e+", "1 Gi", "-", ".", "1ki", "True"] {
+        for s in [
+            "", "Unknown", "1.2.3", "Gi", "1Zi", "1e", "1e+", "1 Gi", "-", ".", "1ki", "True",
+        ] {
             assert_eq!(parse(s), None, "{s}");
         }
     }

@@ -94,7 +94,11 @@ fn rfc3339_seconds(s: &str) -> Option<f64> {
 fn parse_go_float(s: &str) -> Option<f64> {
     let unsigned = s.trim_start_matches(['+', '-']);
     if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
-        return Some(if s.starts_with('-') { f64::NEG_INFINITY } else { f64::INFINITY });
+        return Some(if s.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     s.parse().ok()
 }
@@ -301,7 +305,10 @@ mod tests {
             (json!(-0.5), "-0.5"),
             (json!(true), "true"),
             (json!(["a", "b"]), "[a b]"),
-            (json!({"b": 1, "a": [true, null]}), "map[a:[true <nil>] b:1]"),
+            (
+                json!({"b": 1, "a": [true, null]}),
+                "map[a:[true <nil>] b:1]",
+            ),
             (Value::Null, ""),
         ];
         for (v, want) in cases {
@@ -313,7 +320,15 @@ mod tests {
     #[test]
     fn go_float_edges() {
         let mut s = String::new();
-        for f in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 0.0, -0.0, 1e100, 5e-324] {
+        for f in [
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            0.0,
+            -0.0,
+            1e100,
+            5e-324,
+        ] {
             s.clear();
             write_go_float(&mut s, f);
             let back: f64 = match s.as_str() {

@@ -1,0 +1,148 @@
+//! The `TapMonitor` custom resource: which TAP groups to watch and which extra resources, in
+//! kube-state-metrics' format, to read.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tapmon_crs::model::{Resource, Spec};
+use tapmon_presets::{PresetError, TapGroup};
+
+/// API group of the TapMonitor resource.
+pub const GROUP: &str = "tapmon.io";
+/// Kind of the TapMonitor resource.
+pub const KIND: &str = "TapMonitor";
+
+/// What a TapMonitor asks for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TapMonitorSpec {
+    /// The TAP groups to watch. Every group is on unless set to `enabled: false`.
+    #[serde(default)]
+    pub groups: Groups,
+    /// Extra resources, in kube-state-metrics' `CustomResourceStateMetrics` `spec.resources`
+    /// format, accepted unchanged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<Resource>,
+}
+
+/// Whether one group is watched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Watch this group's kinds.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+}
+
+fn enabled_default() -> bool {
+    true
+}
+
+/// The eleven TAP groups, each on unless disabled. Unknown names are errors, not ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Groups {
+    /// Cartographer workloads and deliverables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cartographer: Option<GroupSpec>,
+    /// Service bindings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_bindings: Option<GroupSpec>,
+    /// Services Toolkit cluster instance classes, class claims and resource claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_toolkit: Option<GroupSpec>,
+    /// Knative services and revisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knative: Option<GroupSpec>,
+    /// Carvel package repositories, package installs and apps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carvel: Option<GroupSpec>,
+    /// API descriptors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_descriptors: Option<GroupSpec>,
+    /// Tekton pipeline runs and task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tekton: Option<GroupSpec>,
+    /// Application Accelerator accelerators and fragments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerators: Option<GroupSpec>,
+    /// Flux git repositories.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flux: Option<GroupSpec>,
+    /// Image and source scans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scanning: Option<GroupSpec>,
+    /// kpack images and builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpack: Option<GroupSpec>,
+}
+
+impl Groups {
+    fn get(&self, group: TapGroup) -> Option<&GroupSpec> {
+        match group {
+            TapGroup::Cartographer => self.cartographer.as_ref(),
+            TapGroup::ServiceBindings => self.service_bindings.as_ref(),
+            TapGroup::ServicesToolkit => self.services_toolkit.as_ref(),
+            TapGroup::Knative => self.knative.as_ref(),
+            TapGroup::Carvel => self.carvel.as_ref(),
+            TapGroup::ApiDescriptors => self.api_descriptors.as_ref(),
+            TapGroup::Tekton => self.tekton.as_ref(),
+            TapGroup::Accelerators => self.accelerators.as_ref(),
+            TapGroup::Flux => self.flux.as_ref(),
+            TapGroup::Scanning => self.scanning.as_ref(),
+            TapGroup::Kpack => self.kpack.as_ref(),
+        }
+    }
+
+    /// The groups that are on, in catalogue order.
+    pub fn enabled(&self) -> Vec<TapGroup> {
+        TapGroup::ALL
+            .into_iter()
+            .filter(|g| self.get(*g).is_none_or(|s| s.enabled))
+            .collect()
+    }
+}
+
+impl TapMonitorSpec {
+    /// The whole config this monitor evaluates: the enabled presets, then its own resources.
+    pub fn config(&self) -> Result<Spec, PresetError> {
+        let mut spec = tapmon_presets::spec_for(self.groups.enabled())?;
+        spec.resources.extend(self.resources.iter().cloned());
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn every_group_is_on_unless_disabled() {
+        let spec: TapMonitorSpec = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(spec.groups.enabled(), TapGroup::ALL);
+        let spec: TapMonitorSpec = serde_json::from_value(json!({
+            "groups": {"kpack": {"enabled": false}, "servicesToolkit": {"enabled": false}, "flux": {}}
+        }))
+        .unwrap();
+        let enabled = spec.groups.enabled();
+        assert_eq!(enabled.len(), 9);
+        assert!(!enabled.contains(&TapGroup::Kpack));
+        assert!(!enabled.contains(&TapGroup::ServicesToolkit));
+        assert!(enabled.contains(&TapGroup::Flux));
+        let typo = serde_json::from_value::<TapMonitorSpec>(json!({"groups": {"kpak": {}}}));
+        assert!(typo.unwrap_err().to_string().contains("kpak"));
+    }
+
+    #[test]
+    fn config_is_presets_then_own_resources() {
+        let spec: TapMonitorSpec = serde_json::from_value(json!({
+            "groups": {"cartographer": {"enabled": true}},
+            "resources": [{"groupVersionKind": {"group": "example.com", "version": "v1", "kind": "Foo"}, "metrics": []}]
+        }))
+        .unwrap();
+        let config = spec.config().unwrap();
+        assert_eq!(config.resources.len(), 22);
+        assert_eq!(config.resources[21].group_version_kind.kind, "Foo");
+    }
+}

@@ -1,0 +1,223 @@
+//! Reading configs and saved objects from files.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tapmon_api::TapMonitorSpec;
+use tapmon_crs::ConfigError;
+use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
+use tapmon_presets::TapGroup;
+
+/// Where a config came from, to name its parts in messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// All built-in presets.
+    Presets,
+    /// A kube-state-metrics `CustomResourceStateMetrics` file.
+    KubeStateMetrics,
+    /// A TapMonitor manifest: its groups' presets, then its own resources.
+    TapMonitor {
+        /// `namespace/name` of the manifest.
+        name: String,
+    },
+}
+
+/// A config ready to compile.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// Everything to compile.
+    pub spec: Spec,
+    /// Index of the first resource the user wrote (presets come before it).
+    pub own_from: usize,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl LoadedConfig {
+    /// All built-in presets.
+    pub fn presets() -> anyhow::Result<Self> {
+        Ok(Self {
+            spec: tapmon_presets::spec_for(TapGroup::ALL)?,
+            own_from: usize::MAX,
+            origin: Origin::Presets,
+        })
+    }
+
+    /// Names a config error by the place the user can fix: a TapMonitor's own resources are
+    /// `spec.resources[i]`, preset resources are named by their group's preset.
+    pub fn describe(&self, error: &ConfigError) -> String {
+        let index = error.location.resource;
+        let place = match &self.origin {
+            Origin::TapMonitor { name } if index >= self.own_from => {
+                format!(
+                    "TapMonitor {name} spec.resources[{}]",
+                    index - self.own_from
+                )
+            }
+            Origin::KubeStateMetrics => format!("spec.resources[{index}]"),
+            Origin::Presets | Origin::TapMonitor { .. } => {
+                format!("built-in preset resource {index}")
+            }
+        };
+        let mut out = format!("{place} ({})", error.location.gvk);
+        if let Some(metric) = &error.location.metric {
+            out.push_str(&format!(" metric {metric}"));
+        }
+        if !error.location.field.is_empty() {
+            out.push_str(&format!(" {}", error.location.field));
+        }
+        format!("{out}: {}", error.kind)
+    }
+}
+
+/// Reads a TapMonitor manifest or a kube-state-metrics config.
+pub fn config(path: &Path) -> anyhow::Result<LoadedConfig> {
+    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: Value = tapmon_crs::yaml::from_str(&text)
+        .with_context(|| format!("{} is not YAML or JSON", path.display()))?;
+    match doc.get("kind").and_then(Value::as_str) {
+        Some(tapmon_api::KIND) => {
+            let meta = doc.get("metadata");
+            let field = |f: &str| {
+                meta.and_then(|m| m.get(f))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+            };
+            let name = match field("namespace") {
+                "" => field("name").to_owned(),
+                ns => format!("{ns}/{}", field("name")),
+            };
+            let spec: TapMonitorSpec =
+                serde_json::from_value(doc.get("spec").cloned().unwrap_or(Value::Null))
+                    .with_context(|| format!("{}: TapMonitor {name} spec", path.display()))?;
+            let presets = tapmon_presets::spec_for(spec.groups.enabled())?;
+            Ok(LoadedConfig {
+                own_from: presets.resources.len(),
+                spec: spec.config()?,
+                origin: Origin::TapMonitor { name },
+            })
+        }
+        Some("CustomResourceStateMetrics") | None => {
+            let cfg: CustomResourceStateMetrics =
+                tapmon_crs::yaml::from_str(&text).with_context(|| {
+                    format!(
+                        "{}: not a CustomResourceStateMetrics config",
+                        path.display()
+                    )
+                })?;
+            Ok(LoadedConfig {
+                spec: cfg.spec,
+                own_from: 0,
+                origin: Origin::KubeStateMetrics,
+            })
+        }
+        Some(other) => bail!(
+            "{}: kind {other:?} is neither TapMonitor nor CustomResourceStateMetrics",
+            path.display()
+        ),
+    }
+}
+
+/// An object read from a file, with where it came from.
+#[derive(Debug)]
+pub struct LoadedObject {
+    /// The object.
+    pub value: Value,
+    /// `file` or `file#document`.
+    pub source: String,
+}
+
+/// Reads objects from a YAML or JSON file, or from every `.yaml`, `.yml` and `.json` file of a
+/// directory tree. Multi-document YAML and `List` objects (`kubectl get -o yaml`) are unpacked.
+/// Documents that are not objects are reported in `skipped`, the rest are still read.
+pub fn objects(path: &Path, skipped: &mut Vec<String>) -> anyhow::Result<Vec<LoadedObject>> {
+    let mut files = Vec::new();
+    collect_files(path, &mut files)?;
+    let mut out = Vec::new();
+    for file in files {
+        let text =
+            fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+        let docs: Vec<Value> = tapmon_crs::yaml::from_multiple(&text)
+            .with_context(|| format!("{} is not YAML or JSON", file.display()))?;
+        let many = docs.len() > 1;
+        for (i, doc) in docs.into_iter().enumerate() {
+            let source = if many {
+                format!("{}#{}", file.display(), i + 1)
+            } else {
+                file.display().to_string()
+            };
+            unpack(doc, &source, &mut out, skipped);
+        }
+    }
+    Ok(out)
+}
+
+fn unpack(doc: Value, source: &str, out: &mut Vec<LoadedObject>, skipped: &mut Vec<String>) {
+    let kind = doc
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    match doc {
+        Value::Object(mut map)
+            if kind.ends_with("List") && map.get("items").is_some_and(Value::is_array) =>
+        {
+            let api_version = map.get("apiVersion").cloned();
+            // Items of a typed list (`WorkloadList`) carry no apiVersion or kind of their own.
+            let item_kind = kind
+                .strip_suffix("List")
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned);
+            let items = match map.remove("items") {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            for (i, mut item) in items.into_iter().enumerate() {
+                if let Value::Object(obj) = &mut item {
+                    if let (false, Some(v)) = (obj.contains_key("apiVersion"), &api_version) {
+                        obj.insert("apiVersion".into(), v.clone());
+                    }
+                    if let (false, Some(k)) = (obj.contains_key("kind"), &item_kind) {
+                        obj.insert("kind".into(), Value::String(k.clone()));
+                    }
+                }
+                unpack(item, &format!("{source} items[{i}]"), out, skipped);
+            }
+        }
+        Value::Object(map) if map.contains_key("apiVersion") && map.contains_key("kind") => out
+            .push(LoadedObject {
+                value: Value::Object(map),
+                source: source.to_owned(),
+            }),
+        Value::Null => {}
+        _ => skipped.push(format!(
+            "{source}: not a Kubernetes object (no apiVersion and kind)"
+        )),
+    }
+}
+
+fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let meta = fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if meta.is_file() {
+        out.push(path.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = fs::read_dir(path)
+        .with_context(|| format!("listing {}", path.display()))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for entry in entries {
+        if entry.is_dir() {
+            collect_files(&entry, out)?;
+        } else if matches!(
+            entry.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(entry);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! `tapmon`: Prometheus metrics for Tanzu Application Platform.
+
+mod commands;
+mod load;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use tapmon_exposition::Format;
+use tapmon_presets::TapGroup;
+
+#[derive(Parser)]
+#[command(
+    name = "tapmon",
+    version,
+    about = "Prometheus metrics for Tanzu Application Platform resources"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the metrics saved objects would produce (e.g. `kubectl get -o yaml` output).
+    Render {
+        /// A TapMonitor manifest or a kube-state-metrics config; all presets when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A YAML or JSON file, or a directory of them.
+        #[arg(long)]
+        objects: PathBuf,
+        /// Exposition format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Print the built-in presets as a config kube-state-metrics itself accepts.
+    Presets {
+        /// Only these groups (repeatable); all when absent.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<TapGroup>,
+        /// Serve GROUP at VERSION instead of `*`, e.g. `tekton.dev=v1` (repeatable).
+        #[arg(long = "version-of", value_name = "API_GROUP=VERSION")]
+        versions: Vec<String>,
+    },
+    /// Validate a TapMonitor manifest or a kube-state-metrics config.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0.
+    Openmetrics,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match cli.command {
+        Command::Render {
+            config,
+            objects,
+            format,
+        } => {
+            let format = match format {
+                OutputFormat::Text => Format::Text,
+                OutputFormat::Openmetrics => Format::OpenMetrics,
+            };
+            let mut warnings = Vec::new();
+            commands::render(config.as_deref(), &objects, format, &mut out, &mut warnings)?;
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        Command::Presets { groups, versions } => {
+            let mut pinned = BTreeMap::new();
+            for v in versions {
+                let Some((group, version)) = v.split_once('=') else {
+                    bail!("--version-of takes API_GROUP=VERSION, got {v:?}");
+                };
+                pinned.insert(group.to_owned(), version.to_owned());
+            }
+            commands::presets(&groups, &pinned, &mut out)?;
+        }
+        Command::Check { file } => {
+            let problems = commands::check(&file, &mut out)?;
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            if !problems.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    out.flush().context("writing output")?;
+    Ok(ExitCode::SUCCESS)
+}
