@@ -7,7 +7,8 @@
 //!   escaped only when they contain `\`, `"` or a newline, and numbers are formatted without
 //!   `format!`.
 //! - [`Store`] keeps those bytes per object and family and writes a scrape by concatenation,
-//!   in a stable order: families by name, then objects by namespace and name.
+//!   in a stable order: families by name, then objects by namespace and name. Families
+//!   without series are left out, headers included.
 
 mod encode;
 mod family;

@@ -160,7 +160,9 @@ impl Store {
             .families
             .families()
             .iter()
-            .map(|f| format.header(f).len())
+            .zip(&self.by_family)
+            .filter(|(_, map)| !map.is_empty())
+            .map(|(f, _)| format.header(f).len())
             .sum();
         headers + self.total().bytes + format.trailer().len()
     }
@@ -177,6 +179,9 @@ impl Store {
     pub fn chunks(&self, format: Format) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(self.families.len() + self.objects.len() * 2 + 1);
         for (family, map) in self.families.families().iter().zip(&self.by_family) {
+            if map.is_empty() {
+                continue;
+            }
             out.push(format.header(family).clone());
             out.extend(map.values().cloned());
         }
@@ -191,6 +196,7 @@ impl Store {
             .families()
             .iter()
             .zip(&self.by_family)
+            .filter(|(_, map)| !map.is_empty())
             .flat_map(move |(family, map)| {
                 std::iter::once(&format.header(family)[..]).chain(map.values().map(|b| &b[..]))
             })
@@ -278,9 +284,8 @@ mod tests {
         assert!(!store.remove(&ObjectKey::new(0, "ns", "a")));
         store.retain(|k| k.resource != 1);
         assert_eq!(store.total(), StoreStats::default());
-        assert_eq!(
-            scrape(&store, Format::Text),
-            "# HELP w_info w_info help\n# TYPE w_info gauge\n# HELP w_status w_status help\n# TYPE w_status gauge\n"
-        );
+        // Families without series are left out entirely, headers included.
+        assert_eq!(scrape(&store, Format::Text), "");
+        assert_eq!(scrape(&store, Format::OpenMetrics), "# EOF\n");
     }
 }

@@ -29,8 +29,10 @@ pub enum PathError {
 
 /// A literal a list filter compares against.
 ///
-/// kube-state-metrics compares a filter's value as a string, and also as a number or a boolean
-/// when the literal parses as one, so `[replicas=3]` matches both `3` and `"3"`.
+/// Strings must match exactly; a numeric literal also matches the same number written as a
+/// JSON number or a numeric string (`[replicas=3]` matches `3`, `"3"` and `3.0`); a boolean
+/// literal matches a JSON boolean. kube-state-metrics compares with its lenient value
+/// conversion instead, so its `[status=False]` also selects `"Unknown"` and `"no"`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FilterValue {
     text: Box<str>,
@@ -43,7 +45,7 @@ impl FilterValue {
     pub fn new(text: &str) -> Self {
         Self {
             text: text.into(),
-            number: crate::value::parse_number(text).ok(),
+            number: text.parse().ok(),
             boolean: parse_go_bool(text),
         }
     }
@@ -59,7 +61,7 @@ impl FilterValue {
                 s.as_str() == &*self.text
                     || self
                         .number
-                        .is_some_and(|n| crate::value::parse_number(s).is_ok_and(|c| c == n))
+                        .is_some_and(|n| s.parse::<f64>().is_ok_and(|c| c == n))
             }
             Value::Number(n) => self.number.is_some_and(|want| n.as_f64() == Some(want)),
             Value::Bool(b) => self.boolean == Some(*b),
@@ -298,6 +300,9 @@ mod tests {
         assert_eq!(s.get(&o), Some(&json!(3)));
         let b = Path::from_segments(&["l", "[b=false]", "n"]).unwrap();
         assert_eq!(b.get(&o), Some(&json!(4)));
+        let words = json!({"l": [{"s": "no"}, {"s": "Unknown"}, {"s": "0"}, {"s": "False"}]});
+        let f = Path::from_segments(&["l", "[s=False]", "s"]).unwrap();
+        assert_eq!(f.get(&words), Some(&json!("False")));
     }
 
     #[test]
