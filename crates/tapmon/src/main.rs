@@ -47,6 +47,8 @@ enum Command {
         #[arg(long = "version-of", value_name = "API_GROUP=VERSION")]
         versions: Vec<String>,
     },
+    /// Print the reference of every built-in metric family (Markdown).
+    Docs,
     /// Validate a TapMonitor manifest or a kube-state-metrics config.
     Check {
         /// The file to check.
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             commands::presets(&groups, &pinned, &mut out)?;
         }
+        Command::Docs => commands::docs(&mut out)?,
         Command::Check { file } => {
             let problems = commands::check(&file, &mut out)?;
             for p in &problems {
