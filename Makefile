@@ -1,0 +1,43 @@
+# One command surface for people and CI. `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := bash
+CARGO ?= cargo
+STATE ?= .state/cluster
+
+.PHONY: help deps fmt lint test generate check-generated bench render cluster-up cluster-down
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+deps: ## Install what the tests use: promtool (Debian prometheus) and Python prometheus-client
+	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check prometheus-client
+	@promtool --version | head -1
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+lint: ## rustfmt check and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+test: ## Unit and CLI tests (run `make deps` once first)
+	$(CARGO) test --workspace --locked
+
+generate: ## Regenerate docs/metrics.md from the presets
+	$(CARGO) run -q -p tapmon --locked -- docs > docs/metrics.md
+
+check-generated: generate ## Fail when a generated file differs from the committed one
+	git diff --exit-code -- docs/metrics.md
+
+bench: ## Criterion benchmarks: evaluate+render per object, scrape of 50k stored objects
+	$(CARGO) bench -p tapmon-exposition -p tapmon-presets --bench scrape --bench evaluate
+
+render: ## Print the metrics of the fixture TAP environment (no cluster needed)
+	$(CARGO) run -q -p tapmon --locked -- render --objects e2e/fixtures/tap
+
+cluster-up: ## Start the loopback control plane (etcd, kube-apiserver, controller-manager) in $(STATE)
+	e2e/cluster.sh up $(STATE)
+
+cluster-down: ## Stop the loopback control plane
+	e2e/cluster.sh down $(STATE)
