@@ -24,11 +24,12 @@ lint: ## rustfmt check and clippy, warnings are errors
 test: ## Unit and CLI tests (run `make deps` once first)
 	$(CARGO) test --workspace --locked
 
-generate: ## Regenerate docs/metrics.md from the presets
+generate: ## Regenerate crds/ from the TapMonitor types and docs/metrics.md from the presets
+	$(CARGO) run -q -p tapmon --locked -- crd > crds/tapmon.io_tapmonitors.yaml
 	$(CARGO) run -q -p tapmon --locked -- docs > docs/metrics.md
 
 check-generated: generate ## Fail when a generated file differs from the committed one
-	git diff --exit-code -- docs/metrics.md
+	git diff --exit-code -- crds docs/metrics.md
 
 bench: ## Criterion benchmarks: evaluate+render per object, scrape of 50k stored objects
 	$(CARGO) bench -p tapmon-exposition -p tapmon-presets --bench scrape --bench evaluate

@@ -49,6 +49,8 @@ enum Command {
     },
     /// Print the reference of every built-in metric family (Markdown).
     Docs,
+    /// Print the TapMonitor CustomResourceDefinition.
+    Crd,
     /// Validate a TapMonitor manifest or a kube-state-metrics config.
     Check {
         /// The file to check.
@@ -104,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::presets(&groups, &pinned, &mut out)?;
         }
         Command::Docs => commands::docs(&mut out)?,
+        Command::Crd => out.write_all(tapmon_api::crd_yaml()?.as_bytes())?,
         Command::Check { file } => {
             let problems = commands::check(&file, &mut out)?;
             for p in &problems {
