@@ -460,6 +460,8 @@ fn compile_body(
     let path_at = |spec: &PathSpec, field: &str| {
         compile_path(spec).map_err(|e| (ConfigErrorKind::Path(e), field.to_owned()))
     };
+    let optional_path_at =
+        |spec: &Option<PathSpec>, field: &str| spec.as_ref().map(|v| path_at(v, field)).transpose();
     let labels_at = |map: &OrderedMap<PathSpec>, field: &str| {
         let mut first: Option<BodyError> = None;
         let labels = compile_labels(map, &mut |k, f| {
@@ -484,11 +486,7 @@ fn compile_body(
             Ok((
                 Body::Gauge {
                     path: path_at(&g.path, ".gauge.path")?,
-                    value_from: g
-                        .value_from
-                        .as_ref()
-                        .map(|v| path_at(v, ".gauge.valueFrom"))
-                        .transpose()?,
+                    value_from: optional_path_at(&g.value_from, ".gauge.valueFrom")?,
                     label_from_key: label_name(&g.label_from_key),
                     labels: labels_at(&g.labels_from_path, ".gauge.labelsFromPath")?,
                     nil_is_zero: g.nil_is_zero,
@@ -540,11 +538,7 @@ fn compile_body(
             Ok((
                 Body::StateSet {
                     path: path_at(&s.path, ".stateSet.path")?,
-                    value_from: s
-                        .value_from
-                        .as_ref()
-                        .map(|v| path_at(v, ".stateSet.valueFrom"))
-                        .transpose()?,
+                    value_from: optional_path_at(&s.value_from, ".stateSet.valueFrom")?,
                     label_name: name,
                     list: s.list.iter().map(|v| v.as_str().into()).collect(),
                     labels: labels_at(&s.labels_from_path, ".stateSet.labelsFromPath")?,

@@ -4,7 +4,7 @@
 //! the reference parsers the output is checked with; `.ci/run` installs both.
 
 // Test helpers fail the test loudly.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
 use std::io::Write;
@@ -53,6 +53,24 @@ fn render_all(format: &str) -> String {
     stdout(&out)
 }
 
+/// Runs `program` with `input` on stdin.
+fn pipe(program: &str, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} runs: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 fn families_with_series(exposition: &str) -> BTreeSet<String> {
     exposition
         .lines()
@@ -97,20 +115,8 @@ fn all_presets_over_all_kinds_give_the_42_families() {
 #[test]
 fn promtool_accepts_the_exposition() {
     let text = render_all("text");
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool is installed (Debian package prometheus)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    // promtool comes with the Debian package prometheus.
+    let out = pipe("promtool", &["check", "metrics"], &text);
     // Exit 3 means lint findings only. The only ones allowed are the two camelCase label
     // names the catalogue makes a contract (displayName, base_url_ref_jsonPath).
     let findings =
@@ -143,20 +149,7 @@ print(len(families), sum(len(f.samples) for f in families))
     for format in ["text", "openmetrics"] {
         let exposition = render_all(format);
         let series = exposition.lines().filter(|l| !l.starts_with('#')).count();
-        let mut child = Command::new("python3")
-            .args(["-c", script, format])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(exposition.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = pipe("python3", &["-c", script, format], &exposition);
         assert!(
             out.status.success(),
             "{format}: {} (needs pip package prometheus-client)",
