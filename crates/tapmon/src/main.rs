@@ -2,6 +2,7 @@
 
 mod commands;
 mod load;
+mod operator;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,6 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the operator: reconcile TapMonitors and serve their metrics.
+    Run(operator::RunArgs),
     /// Print the metrics saved objects would produce (e.g. `kubectl get -o yaml` output).
     Render {
         /// A TapMonitor manifest or a kube-state-metrics config; all presets when absent.
@@ -80,6 +83,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.command {
+        Command::Run(args) => {
+            drop(out);
+            operator::run(args)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Render {
             config,
             objects,

@@ -1,0 +1,170 @@
+//! The two HTTP servers: per-monitor metrics with `/healthz` and `/readyz`, and the operator's
+//! own metrics on the telemetry port.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tapmon_exposition::negotiate;
+use tokio::net::TcpListener;
+use tracing::{debug, info};
+
+use crate::context::State;
+use crate::monitor::MonitorKey;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Which server a listener is.
+#[derive(Debug, Clone, Copy)]
+pub enum Server {
+    /// Per-monitor metrics, health and readiness.
+    Metrics,
+    /// Self-metrics.
+    Telemetry,
+}
+
+/// Serves `server` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, server: Server, state: Arc<State>) {
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(%addr, ?server, "listening");
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                debug!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = Arc::clone(&state);
+                async move { Ok::<_, Infallible>(route(server, &state, &req)) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// Binds a listener, naming the address on failure.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
+    TcpListener::bind(addr).await
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn route(server: Server, state: &State, req: &Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
+    }
+    let path = req.uri().path();
+    match (server, path) {
+        (Server::Metrics, "/healthz") => text(StatusCode::OK, "ok\n"),
+        (Server::Metrics, "/readyz") => {
+            if state.ready() {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "initial lists not done\n")
+            }
+        }
+        (Server::Metrics, _) => match monitor_path(path) {
+            Some(key) => scrape(state, &key, req),
+            None => text(
+                StatusCode::NOT_FOUND,
+                "not found: metrics are at /monitors/{namespace}/{name}/metrics\n",
+            ),
+        },
+        (Server::Telemetry, "/metrics") => {
+            state.refresh_counts();
+            let mut r = Response::new(Full::new(Bytes::from(state.telemetry.encode())).boxed());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+        (Server::Telemetry, _) => text(
+            StatusCode::NOT_FOUND,
+            "not found: self-metrics are at /metrics\n",
+        ),
+    }
+}
+
+/// `/monitors/{namespace}/{name}/metrics` → the monitor's key.
+fn monitor_path(path: &str) -> Option<MonitorKey> {
+    let mut parts = path.strip_prefix("/monitors/")?.split('/');
+    let (namespace, name, leaf) = (parts.next()?, parts.next()?, parts.next()?);
+    (leaf == "metrics" && parts.next().is_none() && !namespace.is_empty() && !name.is_empty()).then(
+        || MonitorKey {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        },
+    )
+}
+
+fn scrape(state: &State, key: &MonitorKey, req: &Request<Incoming>) -> Response<Body> {
+    let Some(monitor) = state.monitor(key) else {
+        return text(StatusCode::NOT_FOUND, "no such TapMonitor\n");
+    };
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let format = negotiate(accept);
+    // The chunks are shared with the store: taking them is a short lock and no copy.
+    let chunks = monitor.scrape(format);
+    let stream = futures::stream::iter(
+        chunks
+            .into_iter()
+            .map(|b| Ok::<_, Infallible>(Frame::data(b))),
+    );
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    if let Ok(v) = header::HeaderValue::from_str(format.content_type()) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_paths() {
+        let key = monitor_path("/monitors/tapmon-system/tap/metrics").unwrap();
+        assert_eq!(key.to_string(), "tapmon-system/tap");
+        for bad in [
+            "/monitors/a/metrics",
+            "/monitors//b/metrics",
+            "/monitors/a/b/metrics/x",
+            "/metrics",
+            "/monitors/a/b/other",
+        ] {
+            assert!(monitor_path(bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! One TapMonitor at run time: its compiled config and the series of the objects it reads.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use serde_json::Value;
+use tapmon_crs::{EvalErrors, ObjectKind};
+use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store, StoreStats};
+
+use crate::plan::{Validated, WatchKey};
+
+/// Namespace and name of a TapMonitor.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MonitorKey {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl fmt::Display for MonitorKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Locks a mutex; a panic elsewhere while it was held leaves data that is still consistent
+/// enough to serve (each write is one upsert), so poisoning is not propagated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Store keys of one (watch, resource) pair: a store key's `resource` is a binding id, so the
+/// series of one kind can be dropped without touching the others.
+#[derive(Debug, Default)]
+struct Bindings {
+    ids: BTreeMap<(WatchKey, u32), u32>,
+    next: u32,
+}
+
+/// A TapMonitor's compiled config and its series.
+#[derive(Debug)]
+pub struct Monitor {
+    /// Which TapMonitor.
+    pub key: MonitorKey,
+    /// Its UID, to tell a re-created monitor from the old one.
+    pub uid: String,
+    /// The generation this was built from.
+    pub generation: i64,
+    /// The compiled config and selectors.
+    pub validated: Validated,
+    store: Mutex<Store>,
+    renderer: Mutex<ObjectRenderer>,
+    bindings: Mutex<Bindings>,
+}
+
+/// What evaluating one object against one monitor produced.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Errors, with the first few kept in detail.
+    pub errors: EvalErrors,
+}
+
+impl Monitor {
+    /// A monitor with no series yet.
+    pub fn new(key: MonitorKey, uid: String, generation: i64, validated: Validated) -> Self {
+        let families = Arc::clone(validated.compiled.families());
+        Self {
+            key,
+            uid,
+            generation,
+            renderer: Mutex::new(ObjectRenderer::new(&families)),
+            store: Mutex::new(Store::new(families)),
+            validated,
+            bindings: Mutex::new(Bindings::default()),
+        }
+    }
+
+    /// Makes the bindings match the desired watches and drops the series of bindings that are
+    /// gone (a kind uninstalled or no longer asked for). Returns how many were dropped.
+    pub fn rebind(&self, desired: &BTreeMap<WatchKey, Vec<u32>>) -> usize {
+        let wanted: BTreeSet<(WatchKey, u32)> = desired
+            .iter()
+            .flat_map(|(k, rs)| rs.iter().map(move |r| (k.clone(), *r)))
+            .collect();
+        let removed: HashSet<u32> = {
+            let mut b = lock(&self.bindings);
+            let gone: Vec<(WatchKey, u32)> = b
+                .ids
+                .keys()
+                .filter(|k| !wanted.contains(*k))
+                .cloned()
+                .collect();
+            let removed = gone.iter().filter_map(|k| b.ids.remove(k)).collect();
+            for pair in wanted {
+                if !b.ids.contains_key(&pair) {
+                    let id = b.next;
+                    b.next += 1;
+                    b.ids.insert(pair, id);
+                }
+            }
+            removed
+        };
+        if !removed.is_empty() {
+            lock(&self.store).retain(|k| !removed.contains(&k.resource));
+        }
+        removed.len()
+    }
+
+    /// The watches this monitor is bound to.
+    pub fn watch_keys(&self) -> Vec<WatchKey> {
+        let b = lock(&self.bindings);
+        let mut keys: Vec<WatchKey> = b.ids.keys().map(|(w, _)| w.clone()).collect();
+        keys.dedup();
+        keys
+    }
+
+    fn ids_of(&self, watch: &WatchKey) -> Vec<(u32, u32)> {
+        lock(&self.bindings)
+            .ids
+            .iter()
+            .filter(|((w, _), _)| w == watch)
+            .map(|((_, resource), id)| (*resource, *id))
+            .collect()
+    }
+
+    /// Evaluates an object of `watch` and stores its series; an object outside the monitor's
+    /// namespaces (`admitted` false) has its series removed instead.
+    pub fn apply(
+        &self,
+        watch: &WatchKey,
+        object: &Value,
+        namespace: &str,
+        name: &str,
+        admitted: bool,
+    ) -> Applied {
+        let mut applied = Applied::default();
+        let ids = self.ids_of(watch);
+        if !admitted {
+            let mut store = lock(&self.store);
+            for (_, id) in ids {
+                store.remove(&ObjectKey::new(id, namespace, name));
+            }
+            return applied;
+        }
+        let Some(kind) = ObjectKind::of(object) else {
+            return applied;
+        };
+        let resources = self.validated.compiled.resources();
+        // Render outside the store lock: a scrape never waits for an evaluation.
+        let mut rendered = Vec::with_capacity(ids.len());
+        {
+            let mut renderer = lock(&self.renderer);
+            for (resource, id) in ids {
+                if let Some(r) = resources.get(resource as usize) {
+                    r.evaluate(object, kind, &mut renderer, &mut applied.errors);
+                    rendered.push((ObjectKey::new(id, namespace, name), renderer.finish()));
+                }
+            }
+        }
+        let mut store = lock(&self.store);
+        for (key, r) in rendered {
+            store.upsert(key, r);
+        }
+        applied
+    }
+
+    /// Removes an object's series.
+    pub fn delete(&self, watch: &WatchKey, namespace: &str, name: &str) {
+        let ids = self.ids_of(watch);
+        let mut store = lock(&self.store);
+        for (_, id) in ids {
+            store.remove(&ObjectKey::new(id, namespace, name));
+        }
+    }
+
+    /// After a full list of `watch`: drops the objects the list did not contain (deleted while
+    /// the watch was down, or before a `410 Gone` relist).
+    pub fn retain_listed(&self, watch: &WatchKey, listed: &HashSet<(String, String)>) {
+        let ids: HashSet<u32> = self.ids_of(watch).into_iter().map(|(_, id)| id).collect();
+        lock(&self.store).retain(|k| {
+            !ids.contains(&k.resource)
+                || listed.contains(&(k.namespace.to_string(), k.name.to_string()))
+        });
+    }
+
+    /// Objects and series of one watch (objects counted once even when several resources
+    /// read the kind).
+    pub fn stats(&self, watch: &WatchKey) -> StoreStats {
+        let ids = self.ids_of(watch);
+        let store = lock(&self.store);
+        ids.iter()
+            .enumerate()
+            .fold(StoreStats::default(), |acc, (i, (_, id))| {
+                let s = store.stats(*id);
+                StoreStats {
+                    objects: if i == 0 { s.objects } else { acc.objects },
+                    series: acc.series + s.series,
+                    bytes: acc.bytes + s.bytes,
+                }
+            })
+    }
+
+    /// Totals over everything the monitor holds.
+    pub fn total(&self) -> StoreStats {
+        lock(&self.store).total()
+    }
+
+    /// The monitor's scrape, as shared chunks (taken under a short lock, written after it).
+    pub fn scrape(&self, format: Format) -> Vec<Bytes> {
+        lock(&self.store).chunks(format)
+    }
+}

@@ -1,0 +1,112 @@
+//! `tapmon run`: logging, the API client and signals around the operator.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use tapmon_operator::{InitialList, RunConfig};
+use tracing_subscriber::EnvFilter;
+
+/// Flags of `tapmon run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// Kubeconfig to use; in-cluster config or $KUBECONFIG when absent.
+    #[arg(long, env = "TAPMON_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Where to serve /monitors/{namespace}/{name}/metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    metrics_addr: SocketAddr,
+    /// Where to serve the operator's own metrics (/metrics).
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    telemetry_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// How watches fetch their initial state: one streaming watch, or paged lists (for API
+    /// servers without streaming lists).
+    #[arg(long, value_enum, default_value_t = ListMode::Streaming)]
+    initial_list: ListMode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListMode {
+    Streaming,
+    Paged,
+}
+
+/// Runs the operator until SIGINT or SIGTERM.
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let client = client(args.kubeconfig.as_deref()).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(());
+        });
+        let config = RunConfig {
+            metrics_addr: args.metrics_addr,
+            telemetry_addr: args.telemetry_addr,
+            initial_list: match args.initial_list {
+                ListMode::Streaming => InitialList::Streaming,
+                ListMode::Paged => InitialList::Paged,
+            },
+        };
+        tapmon_operator::run(client, config, async move {
+            let _ = stopped.await;
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                .await
+                .with_context(|| format!("using {}", path.display()))?
+        }
+        None => Config::infer()
+            .await
+            .context("no in-cluster config and no usable $KUBECONFIG")?,
+    };
+    Client::try_from(config).context("building the API client")
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
