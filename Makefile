@@ -4,13 +4,14 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help deps fmt lint test generate check-generated bench render cluster-up cluster-down
+.PHONY: help deps fmt lint test e2e controlplane generate check-generated bench render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-deps: ## Install what the tests use: promtool (Debian prometheus) and Python prometheus-client
+deps: ## Install what the tests use: promtool (Debian prometheus), Python prometheus-client, openssl
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null; }
 	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check prometheus-client
 	@promtool --version | head -1
 
@@ -21,8 +22,14 @@ lint: ## rustfmt check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: ## Unit and CLI tests (run `make deps` once first)
+test: controlplane ## Unit, CLI and end-to-end tests (run `make deps` once first)
 	$(CARGO) test --workspace --locked
+
+e2e: controlplane ## Only the end-to-end tests against a real kube-apiserver
+	$(CARGO) test -p tapmon-e2e --locked
+
+controlplane: ## Build (or find cached) the loopback control plane from Go modules
+	e2e/cluster.sh build
 
 generate: ## Regenerate crds/ from the TapMonitor types and docs/metrics.md from the presets
 	$(CARGO) run -q -p tapmon --locked -- crd > crds/tapmon.io_tapmonitors.yaml

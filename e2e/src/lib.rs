@@ -1,0 +1,485 @@
+//! Test support for the end-to-end suite: a real control plane (`cluster.sh`), fixtures loaded
+//! as controllers write them, the operator running as its ServiceAccount, and waiting on
+//! conditions with deadlines.
+
+// Test support: a failed setup should stop the test with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
+use kube::{Api, Client, Config};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Serialises the tests of one binary: each starts its own control plane, and two on two
+/// cores at once only make both slow.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+/// A control plane on loopback, torn down on drop.
+pub struct Cluster {
+    dir: PathBuf,
+    env: BTreeMap<String, String>,
+    /// Cluster-admin client.
+    pub admin: Client,
+}
+
+fn cluster_sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(root().join("e2e/cluster.sh"))
+        .args(args)
+        .output()
+        .context("running e2e/cluster.sh")?;
+    if !out.status.success() {
+        bail!(
+            "cluster.sh {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+impl Cluster {
+    /// Starts a control plane (building its binary first if needed).
+    pub async fn up(name: &str) -> anyhow::Result<Cluster> {
+        let dir = root()
+            .join("target/e2e")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let arg = dir.to_string_lossy().to_string();
+        tokio::task::spawn_blocking(move || cluster_sh(&["up", &arg])).await??;
+        let env = std::fs::read_to_string(dir.join("env"))?
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<BTreeMap<_, _>>();
+        let admin = client_from(&dir.join("admin.kubeconfig")).await?;
+        Ok(Cluster { dir, env, admin })
+    }
+
+    /// Restarts kube-apiserver with the same flags and port, and waits until it is ready.
+    pub async fn restart_apiserver(&self) -> anyhow::Result<()> {
+        let arg = self.dir.to_string_lossy().to_string();
+        tokio::task::spawn_blocking(move || cluster_sh(&["restart-apiserver", &arg])).await?
+    }
+
+    /// A client that authenticates as `namespace/name` with a TokenRequest token.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Client> {
+        let sas: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token = sas
+            .create_token_request(name, &PostParams::default(), &request)
+            .await?
+            .status
+            .context("TokenRequest without status")?
+            .token;
+        let kubeconfig = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
+        let ca = &self.env["TAPMON_E2E_CA_CERT"];
+        let server = &self.env["TAPMON_E2E_SERVER"];
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{server}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: sa\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: sa\n  context: {{cluster: e2e, user: sa}}\ncurrent-context: sa\n"
+            ),
+        )?;
+        client_from(&kubeconfig).await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let arg = self.dir.to_string_lossy().to_string();
+        if let Err(e) = cluster_sh(&["down", "--remove", &arg]) {
+            eprintln!("tearing down the test cluster: {e:#}");
+        }
+    }
+}
+
+/// Reads every document of a YAML file.
+pub fn documents(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    Ok(tapmon_crs::yaml::from_multiple(&text)?)
+}
+
+/// Every YAML file of a directory, sorted.
+pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    files.sort();
+    Ok(files)
+}
+
+async fn resource_of(
+    client: &Client,
+    obj: &Value,
+) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
+    let api_version = obj["apiVersion"].as_str().context("apiVersion")?;
+    let kind = obj["kind"].as_str().context("kind")?;
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    Ok(pinned_kind(client, &GroupVersionKind::gvk(group, version, kind)).await?)
+}
+
+/// The API of an object's kind, in its namespace when namespaced.
+pub async fn api_for(
+    client: &Client,
+    obj: &Value,
+    default_namespace: Option<&str>,
+) -> anyhow::Result<Api<DynamicObject>> {
+    let (ar, caps) = resource_of(client, obj).await?;
+    Ok(match caps.scope {
+        Scope::Cluster => Api::all_with(client.clone(), &ar),
+        Scope::Namespaced => {
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .or(default_namespace)
+                .context("namespaced object without namespace")?;
+            Api::namespaced_with(client.clone(), ns, &ar)
+        }
+    })
+}
+
+/// Creates or updates an object by server-side apply, then writes its `status` through the
+/// status subresource, as a controller would. Returns the object's UID.
+pub async fn apply(
+    client: &Client,
+    mut obj: Value,
+    default_namespace: Option<&str>,
+) -> anyhow::Result<String> {
+    let status = obj.as_object_mut().and_then(|o| o.remove("status"));
+    let api = api_for(client, &obj, default_namespace).await?;
+    let name = obj["metadata"]["name"].as_str().context("name")?.to_owned();
+    let params = PatchParams::apply("tapmon-e2e").force();
+    let applied = api
+        .patch(&name, &params, &Patch::Apply(&obj))
+        .await
+        .with_context(|| format!("applying {} {name}", obj["kind"]))?;
+    if let Some(status) = status {
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({ "status": status })),
+        )
+        .await
+        .with_context(|| format!("writing the status of {} {name}", obj["kind"]))?;
+    }
+    Ok(applied.metadata.uid.unwrap_or_default())
+}
+
+/// Applies every document of the files, in order.
+pub async fn apply_files(
+    client: &Client,
+    files: &[PathBuf],
+    default_namespace: Option<&str>,
+) -> anyhow::Result<()> {
+    for file in files {
+        for doc in documents(file)? {
+            apply(client, doc, default_namespace).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Installs CRDs and waits until each is established.
+pub async fn install_crds(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
+    apply_files(client, files, None).await?;
+    let crds: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    for file in files {
+        for doc in documents(file)? {
+            let name = doc["metadata"]["name"]
+                .as_str()
+                .context("CRD name")?
+                .to_owned();
+            eventually(
+                &format!("CRD {name} established"),
+                Duration::from_secs(30),
+                || {
+                    let crds = crds.clone();
+                    let name = name.clone();
+                    async move {
+                        let crd = crds.get(&name).await.ok()?;
+                        let conditions = crd.data["status"]["conditions"].as_array()?.clone();
+                        conditions
+                            .iter()
+                            .any(|c| c["type"] == "Established" && c["status"] == "True")
+                            .then_some(())
+                    }
+                },
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the fixture TAP environment: CRDs, namespaces, then objects with owners before their
+/// dependents, owner UIDs replaced by the real ones, status through the subresource.
+pub async fn load_tap_environment(client: &Client) -> anyhow::Result<usize> {
+    let fixtures = root().join("e2e/fixtures");
+    install_crds(client, &yaml_files(&fixtures.join("crds"))?).await?;
+    apply_files(client, &[fixtures.join("tap/namespaces.yaml")], None).await?;
+    let mut pending: Vec<Value> = Vec::new();
+    for file in yaml_files(&fixtures.join("tap"))? {
+        if file.file_stem().is_some_and(|s| s != "namespaces") {
+            pending.extend(documents(&file)?);
+        }
+    }
+    let loadable: std::collections::HashSet<String> = pending
+        .iter()
+        .filter_map(|o| o["kind"].as_str().map(str::to_owned))
+        .collect();
+    let key = |o: &Value| {
+        format!(
+            "{}/{}/{}",
+            o["kind"].as_str().unwrap_or(""),
+            o["metadata"]["namespace"].as_str().unwrap_or(""),
+            o["metadata"]["name"].as_str().unwrap_or("")
+        )
+    };
+    let mut uids: HashMap<String, String> = HashMap::new();
+    let mut loaded = 0;
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut next = Vec::new();
+        for mut obj in pending {
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let refs = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let owners: Vec<String> = refs
+                .iter()
+                .filter(|r| r["kind"].as_str().is_some_and(|k| loadable.contains(k)))
+                .map(|r| {
+                    format!(
+                        "{}/{ns}/{}",
+                        r["kind"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            if owners.iter().any(|o| !uids.contains_key(o)) {
+                next.push(obj);
+                continue;
+            }
+            if let Some(refs) = obj["metadata"]["ownerReferences"].as_array_mut() {
+                for r in refs {
+                    let owner = format!(
+                        "{}/{ns}/{}",
+                        r["kind"].as_str().unwrap_or(""),
+                        r["name"].as_str().unwrap_or("")
+                    );
+                    if let Some(uid) = uids.get(&owner) {
+                        r["uid"] = Value::String(uid.clone());
+                    }
+                }
+            }
+            let k = key(&obj);
+            let uid = apply(client, obj, None).await?;
+            uids.insert(k, uid);
+            loaded += 1;
+        }
+        if next.len() == before {
+            bail!(
+                "fixtures with owners that never load: {:?}",
+                next.iter().map(key).collect::<Vec<_>>()
+            );
+        }
+        pending = next;
+    }
+    Ok(loaded)
+}
+
+/// Installs the operator's RBAC from `deploy/` and returns a client for its ServiceAccount.
+pub async fn operator_identity(cluster: &Cluster) -> anyhow::Result<Client> {
+    install_crds(
+        &cluster.admin,
+        &[root().join("crds/tapmon.io_tapmonitors.yaml")],
+    )
+    .await?;
+    let deploy = root().join("deploy");
+    for file in [
+        "namespace.yaml",
+        "serviceaccount.yaml",
+        "clusterrole.yaml",
+        "clusterrolebinding.yaml",
+    ] {
+        apply_files(&cluster.admin, &[deploy.join(file)], Some("tapmon-system")).await?;
+    }
+    cluster
+        .service_account_client("tapmon-system", "tapmon")
+        .await
+}
+
+/// The operator, running in this process as its ServiceAccount.
+pub struct Operator {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+    /// Per-monitor metrics, `/healthz`, `/readyz`.
+    pub metrics: SocketAddr,
+    /// Self-metrics.
+    pub telemetry: SocketAddr,
+}
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    l.local_addr().expect("local address")
+}
+
+impl Operator {
+    /// Starts the operator with `client`.
+    pub async fn start(client: Client) -> Operator {
+        let (metrics, telemetry) = (free_port(), free_port());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let config = tapmon_operator::RunConfig {
+            metrics_addr: metrics,
+            telemetry_addr: telemetry,
+            initial_list: tapmon_operator::InitialList::Streaming,
+        };
+        let task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.await;
+            };
+            if let Err(e) = tapmon_operator::run(client, config, shutdown).await {
+                panic!("operator failed: {e}");
+            }
+        });
+        let op = Operator {
+            stop: Some(stop),
+            task,
+            metrics,
+            telemetry,
+        };
+        eventually("operator /healthz", Duration::from_secs(10), || async {
+            get(metrics, "/healthz")
+                .await
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        })
+        .await;
+        op
+    }
+
+    /// A monitor's exposition, or None while it is not served.
+    pub async fn scrape(&self, namespace: &str, name: &str) -> Option<String> {
+        match get(
+            self.metrics,
+            &format!("/monitors/{namespace}/{name}/metrics"),
+        )
+        .await
+        {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// The self-metrics.
+    pub async fn self_metrics(&self) -> String {
+        get(self.telemetry, "/metrics")
+            .await
+            .map(|(_, b)| b)
+            .unwrap_or_default()
+    }
+
+    /// Stops the operator and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(20), &mut self.task).await;
+        self.task.abort();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback: status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8(raw)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no header end")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no status")?;
+    Ok((status, body.to_owned()))
+}
+
+/// Polls `check` until it returns Some, or fails the test naming `what` after `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Series lines of an exposition whose metric name is `family`.
+pub fn series<'a>(exposition: &'a str, family: &str) -> Vec<&'a str> {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .collect()
+}

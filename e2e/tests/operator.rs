@@ -1,0 +1,479 @@
+//! The operator against a real kube-apiserver, running as its ServiceAccount with the
+//! ClusterRole from `deploy/`: a missing permission fails these tests.
+
+// Tests fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tapmon_crs::{Compiled, EvalErrors};
+use tapmon_e2e::{
+    Cluster, Operator, apply, documents, eventually, install_crds, load_tap_environment,
+    operator_identity, root, serial, series, yaml_files,
+};
+use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn tapmonitors(client: &Client) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("tapmon.io", "v1alpha1", "TapMonitor"),
+        "tapmonitors",
+    );
+    Api::namespaced_with(client.clone(), "tapmon-system", &ar)
+}
+
+async fn monitor(client: &Client, name: &str, spec: Value) {
+    let obj = json!({
+        "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+        "metadata": {"name": name, "namespace": "tapmon-system"}, "spec": spec
+    });
+    apply(client, obj, None).await.unwrap();
+}
+
+/// The monitor's status once `check` accepts it.
+async fn status_when(
+    client: &Client,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let api = tapmonitors(client);
+    eventually(what, WAIT, || {
+        let api = api.clone();
+        let check = &check;
+        async move {
+            let m = api.get(name).await.ok()?;
+            let status = m.data.get("status")?.clone();
+            check(&status).then_some(status)
+        }
+    })
+    .await
+}
+
+fn condition(status: &Value, type_: &str) -> (String, String, String) {
+    let c = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["status"].as_str().unwrap_or("").to_owned(),
+        c["reason"].as_str().unwrap_or("").to_owned(),
+        c["message"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+fn ready(status: &Value) -> bool {
+    condition(status, "Ready").0 == "True"
+}
+
+fn kind_state(status: &Value, kind: &str) -> String {
+    status["kinds"]
+        .as_array()
+        .and_then(|ks| ks.iter().find(|k| k["kind"] == kind))
+        .and_then(|k| k["state"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Series lines without `created_at`, which the API server sets and offline fixtures lack.
+fn normalized(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let mut out = l.to_owned();
+            while let Some(start) = out.find(",created_at=\"") {
+                let end = out[start + 13..]
+                    .find('"')
+                    .map(|e| start + 13 + e + 1)
+                    .unwrap_or(out.len());
+                out.replace_range(start..end, "");
+            }
+            out
+        })
+        .collect()
+}
+
+/// What the fixtures imply: the engine run offline over the same YAML.
+fn expected_exposition() -> String {
+    let (compiled, errors) =
+        Compiled::compile(&tapmon_presets::spec_for(tapmon_presets::TapGroup::ALL).unwrap());
+    assert!(errors.is_empty());
+    let mut store = Store::new(Arc::clone(compiled.families()));
+    let mut renderer = ObjectRenderer::new(compiled.families());
+    let mut eval = EvalErrors::default();
+    for file in yaml_files(&root().join("e2e/fixtures/tap")).unwrap() {
+        for obj in documents(&file).unwrap() {
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            compiled.render(&obj, &mut renderer, &mut eval, |r, rendered| {
+                store.upsert(ObjectKey::new(r, &ns, &name), rendered);
+            });
+        }
+    }
+    let mut out = Vec::new();
+    store.encode(Format::Text, &mut out);
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("all-groups").await.unwrap();
+    let loaded = load_tap_environment(&cluster.admin).await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    monitor(&cluster.admin, "tap", json!({})).await;
+
+    let status = status_when(&cluster.admin, "tap", "TapMonitor tap Ready", ready).await;
+    let kinds = status["kinds"].as_array().unwrap();
+    assert_eq!(kinds.len(), 21, "{status}");
+    assert!(
+        kinds
+            .iter()
+            .all(|k| k["state"] == "Watching" && k["objects"].as_i64() > Some(0)),
+        "{status}"
+    );
+    assert_eq!(status["objects"].as_u64(), Some(loaded as u64));
+    assert_eq!(condition(&status, "Stalled").0, "False");
+
+    let expected = normalized(&expected_exposition());
+    let scrape = eventually("all series", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        (normalized(&s) == expected).then_some(s)
+    })
+    .await;
+    let families: BTreeSet<&str> = scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .collect();
+    assert_eq!(families.len(), 42);
+
+    // Update → the series changes; delete → it goes; create → it comes.
+    let workloads = Api::<DynamicObject>::namespaced_with(
+        cluster.admin.clone(),
+        "dev-team-a",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("carto.run", "v1alpha1", "Workload"),
+            "workloads",
+        ),
+    );
+    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Broken", "message": "e2e", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    workloads
+        .patch_status("petclinic", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    eventually("updated status series", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        series(&s, "cartographer_workload_status")
+            .iter()
+            .any(|l| {
+                l.contains("name=\"petclinic\"")
+                    && l.contains("reason=\"Broken\"")
+                    && l.ends_with(" 0")
+            })
+            .then_some(())
+    })
+    .await;
+    workloads
+        .delete("petclinic", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("deleted object's series gone", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        (!s.contains("cartographer_workload_info{")
+            || !series(&s, "cartographer_workload_info")
+                .iter()
+                .any(|l| l.contains("name=\"petclinic\"")))
+        .then_some(())
+    })
+    .await;
+    let new = json!({"apiVersion": "carto.run/v1alpha1", "kind": "Workload",
+        "metadata": {"name": "brand-new", "namespace": "dev-team-a", "labels": {"apps.tanzu.vmware.com/workload-type": "web"}},
+        "spec": {"source": {"git": {"url": "https://example.com/new.git", "ref": {"branch": "main"}}}}});
+    apply(&cluster.admin, new, None).await.unwrap();
+    eventually("created object's series", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        series(&s, "cartographer_workload_info")
+            .iter()
+            .any(|l| {
+                l.contains("name=\"brand-new\"")
+                    && l.contains("source_git_url=\"https://example.com/new.git\"")
+            })
+            .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("crd-later").await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    monitor(&cluster.admin, "tap", json!({})).await;
+    let status = status_when(&cluster.admin, "tap", "Ready with nothing installed", ready).await;
+    assert_eq!(kind_state(&status, "Workload"), "NotInstalled");
+
+    let fixtures = root().join("e2e/fixtures");
+    install_crds(
+        &cluster.admin,
+        &[fixtures.join("crds/workloads.carto.run.yaml")],
+    )
+    .await
+    .unwrap();
+    tapmon_e2e::apply_files(
+        &cluster.admin,
+        &[
+            fixtures.join("tap/namespaces.yaml"),
+            fixtures.join("tap/workloads.yaml"),
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    eventually("workload series after the CRD appeared", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        (series(&s, "cartographer_workload_info").len() == 7).then_some(())
+    })
+    .await;
+    status_when(&cluster.admin, "tap", "Workload Watching", |s| {
+        kind_state(s, "Workload") == "Watching"
+    })
+    .await;
+
+    let crds = Api::<DynamicObject>::all_with(
+        cluster.admin.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
+    );
+    crds.delete("workloads.carto.run", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("workload series gone with the CRD", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        series(&s, "cartographer_workload_info")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    status_when(&cluster.admin, "tap", "Workload NotInstalled", |s| {
+        kind_state(s, "Workload") == "NotInstalled"
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_monitors_share_one_watch_per_kind_and_serve_only_their_own_series() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("two-monitors").await.unwrap();
+    load_tap_environment(&cluster.admin).await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    monitor(
+        &cluster.admin,
+        "team-a",
+        json!({"namespaceSelector": {"names": ["dev-team-a"]}}),
+    )
+    .await;
+    monitor(&cluster.admin, "team-b", json!({"namespaceSelector": {"names": ["dev-team-b"]}, "groups": {"kpack": {"enabled": false}}})).await;
+    status_when(&cluster.admin, "team-a", "team-a Ready", ready).await;
+    status_when(&cluster.admin, "team-b", "team-b Ready", ready).await;
+
+    let telemetry = operator.self_metrics().await;
+    let watches: Vec<&str> = telemetry
+        .lines()
+        .filter(|l| l.starts_with("tapmon_watches{"))
+        .collect();
+    assert_eq!(watches.len(), 21, "{telemetry}");
+    assert!(
+        watches.iter().all(|l| l.ends_with(" 1")),
+        "one watch per kind: {watches:?}"
+    );
+
+    for (name, ns) in [("team-a", "dev-team-a"), ("team-b", "dev-team-b")] {
+        let s = operator.scrape("tapmon-system", name).await.unwrap();
+        let namespaces: BTreeSet<&str> = s
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(",namespace=\"").nth(1))
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert_eq!(namespaces, BTreeSet::from([ns]), "{name}");
+    }
+    let b = operator.scrape("tapmon-system", "team-b").await.unwrap();
+    assert!(!b.contains("kpack_"), "kpack disabled for team-b");
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("invalid").await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    monitor(&cluster.admin, "good", json!({})).await;
+    monitor(
+        &cluster.admin,
+        "bad",
+        json!({"resources": [{"groupVersionKind": {"group": "carto.run", "version": "*", "kind": "Workload"},
+            "metrics": [{"name": "phase", "each": {"type": "Gauge", "gauge": {"path": ["status", "[phase]"]}}}]}]}),
+    )
+    .await;
+    let bad = status_when(&cluster.admin, "bad", "bad Stalled", |s| {
+        condition(s, "Stalled").0 == "True"
+    })
+    .await;
+    let (_, reason, message) = condition(&bad, "Stalled");
+    assert_eq!(reason, "InvalidConfig");
+    assert!(
+        message.contains("spec.resources[0]")
+            && message.contains("each.gauge.path")
+            && message.contains("[phase]"),
+        "{message}"
+    );
+    assert_eq!(condition(&bad, "Ready").0, "False");
+    status_when(&cluster.admin, "good", "good Ready", ready).await;
+
+    let events = Api::<DynamicObject>::namespaced_with(
+        cluster.admin.clone(),
+        "tapmon-system",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("events.k8s.io", "v1", "Event"),
+            "events",
+        ),
+    );
+    eventually("InvalidConfig Event", WAIT, || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .iter()
+            .any(|e| {
+                e.data["reason"] == "InvalidConfig"
+                    && e.data["note"]
+                        .as_str()
+                        .is_some_and(|n| n.contains("[phase]"))
+            })
+            .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_monitor_stops_serving_it_and_its_watches() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("delete").await.unwrap();
+    load_tap_environment(&cluster.admin).await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    monitor(&cluster.admin, "tap", json!({})).await;
+    status_when(&cluster.admin, "tap", "Ready", ready).await;
+    assert!(operator.scrape("tapmon-system", "tap").await.is_some());
+    tapmonitors(&cluster.admin)
+        .delete("tap", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("monitor gone", WAIT, || async {
+        let gone = tapmonitors(&cluster.admin)
+            .get_opt("tap")
+            .await
+            .ok()?
+            .is_none();
+        let unserved = operator.scrape("tapmon-system", "tap").await.is_none();
+        let telemetry = operator.self_metrics().await;
+        let no_watches = !telemetry.lines().any(|l| l.starts_with("tapmon_watches{"));
+        (gone && unserved && no_watches).then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_recovers_from_an_apiserver_restart_without_stale_or_duplicate_series() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("restart").await.unwrap();
+    load_tap_environment(&cluster.admin).await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    monitor(&cluster.admin, "tap", json!({})).await;
+    status_when(&cluster.admin, "tap", "Ready", ready).await;
+
+    cluster.restart_apiserver().await.unwrap();
+    let builds = Api::<DynamicObject>::namespaced_with(
+        cluster.admin.clone(),
+        "dev-team-a",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("kpack.io", "v1alpha2", "Build"),
+            "builds",
+        ),
+    );
+    builds
+        .delete("petclinic-build-1-w82l5", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "series correct after the restart",
+        Duration::from_secs(120),
+        || async {
+            let s = operator.scrape("tapmon-system", "tap").await?;
+            let lines: Vec<&str> = s.lines().filter(|l| !l.starts_with('#')).collect();
+            let unique: BTreeSet<&&str> = lines.iter().collect();
+            let stale = s.contains("name=\"petclinic-build-1-w82l5\"");
+            (!stale && unique.len() == lines.len()).then_some(())
+        },
+    )
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kind_the_operator_may_not_watch_is_forbidden_in_status_and_the_rest_works() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("forbidden").await.unwrap();
+    load_tap_environment(&cluster.admin).await.unwrap();
+    let client = operator_identity(&cluster).await.unwrap();
+    // Take kpack away from the operator's ClusterRole.
+    let roles = Api::<DynamicObject>::all_with(
+        cluster.admin.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+            "clusterroles",
+        ),
+    );
+    let mut role = roles.get("tapmon").await.unwrap();
+    let rules = role.data["rules"].as_array_mut().unwrap();
+    rules.retain(|r| r["apiGroups"] != json!(["kpack.io"]));
+    roles
+        .patch(
+            "tapmon",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"rules": role.data["rules"]})),
+        )
+        .await
+        .unwrap();
+    let operator = Operator::start(client).await;
+    monitor(&cluster.admin, "tap", json!({})).await;
+    let status = status_when(&cluster.admin, "tap", "kpack Forbidden", |s| {
+        kind_state(s, "Build") == "Forbidden"
+    })
+    .await;
+    assert_eq!(condition(&status, "Ready").1, "WatchFailed");
+    eventually("other kinds still served", WAIT, || async {
+        let s = operator.scrape("tapmon-system", "tap").await?;
+        (!series(&s, "cartographer_workload_info").is_empty()
+            && series(&s, "kpack_build_info").is_empty())
+        .then_some(())
+    })
+    .await;
+    operator.stop().await;
+}
