@@ -74,7 +74,11 @@ pub async fn reconcile(obj: Arc<TapMonitor>, ctx: Arc<Context>) -> Result<Action
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    .map_err(|e| match e {
+        // Our own errors keep their variant (and metric label).
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(Box::new(other)),
+    });
     ctx.state
         .telemetry
         .reconcile_duration
@@ -454,5 +458,159 @@ pub fn build_status(
         kinds,
         objects: total.objects as i64,
         series: total.series as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The order of API calls, against a scripted fake API server.
+
+    use std::collections::HashMap;
+
+    use http::{Method, Request, Response};
+    use http_body_util::BodyExt;
+    use kube::Client;
+    use kube::client::Body;
+    use kube::runtime::events::{Recorder, Reporter};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::context::{Context, DiscoveryCache, State};
+    use crate::telemetry::Telemetry;
+    use crate::watches::{InitialList, NamespaceLabels, Registry};
+
+    type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+    fn context(client: Client) -> Arc<Context> {
+        let telemetry = Arc::new(Telemetry::new().unwrap());
+        let namespaces = Arc::new(NamespaceLabels::default());
+        let registry = Arc::new(Registry::new(
+            client.clone(),
+            Arc::clone(&telemetry),
+            InitialList::Streaming,
+            Arc::clone(&namespaces),
+        ));
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), Reporter::from("tapmon".to_owned())),
+            client,
+            state: Arc::new(State::new(registry, telemetry, namespaces)),
+            discovery: DiscoveryCache::default(),
+            failures: std::sync::Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn monitor(spec: Value) -> TapMonitor {
+        serde_json::from_value(json!({
+            "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+            "metadata": {"name": "m", "namespace": "ns", "uid": "u-1", "generation": 3, "finalizers": [FINALIZER]},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    async fn expect(handle: &mut Handle, method: Method, path: &str, reply: Value) -> Value {
+        let (req, send) = handle
+            .next_request()
+            .await
+            .expect("the reconciler makes another call");
+        assert_eq!(
+            (req.method().clone(), req.uri().path().to_owned()),
+            (method, path.to_owned())
+        );
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        send.send_response(
+            Response::builder()
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap(),
+        );
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    }
+
+    #[tokio::test]
+    async fn an_invalid_selector_publishes_an_event_then_writes_stalled_status_and_waits() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = context(Client::new(service, "default"));
+        let m = monitor(
+            json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Sometimes"}]}}),
+        );
+        let reconciled = tokio::spawn(reconcile(Arc::new(m.clone()), Arc::clone(&ctx)));
+
+        let event = expect(&mut handle, Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events", json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": null})).await;
+        assert_eq!(event["reason"], "InvalidConfig");
+        assert!(
+            event["note"].as_str().unwrap().contains("spec.selector"),
+            "{event}"
+        );
+        let patch = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/tapmon.io/v1alpha1/namespaces/ns/tapmonitors/m/status",
+            serde_json::to_value(&m).unwrap(),
+        )
+        .await;
+        let status = &patch["status"];
+        assert_eq!(status["observedGeneration"], 3);
+        let stalled = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Stalled")
+            .unwrap();
+        assert_eq!(stalled["status"], "True");
+        assert!(
+            stalled["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("spec.selector")
+        );
+
+        let action = reconciled.await.unwrap().unwrap();
+        assert_eq!(action, Action::await_change());
+        assert!(
+            ctx.state
+                .monitor(&MonitorKey {
+                    namespace: "ns".into(),
+                    name: "m".into()
+                })
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_status_patch_is_an_error_counted_by_variant() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = context(Client::new(service, "default"));
+        let m = monitor(
+            json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Sometimes"}]}}),
+        );
+        let reconciled = tokio::spawn(reconcile(Arc::new(m.clone()), Arc::clone(&ctx)));
+        expect(
+            &mut handle,
+            Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/ns/events",
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}}),
+        )
+        .await;
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(
+            Response::builder()
+                .status(409)
+                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "conflict", "reason": "Conflict", "code": 409})).unwrap()))
+                .unwrap(),
+        );
+        let err = reconciled.await.unwrap().unwrap_err();
+        assert_eq!(err.metric_label(), "PatchStatus");
+        assert!(
+            err.to_string()
+                .starts_with("failed to patch the status of TapMonitor ns/m"),
+            "{err}"
+        );
+        let action = error_policy(Arc::new(m), &err, Arc::clone(&ctx));
+        assert_eq!(action, Action::requeue(Duration::from_secs(2)));
+        let text = String::from_utf8(ctx.state.telemetry.encode()).unwrap();
+        assert!(
+            text.contains("tapmon_reconcile_errors_total{error=\"PatchStatus\"} 1"),
+            "{text}"
+        );
     }
 }
