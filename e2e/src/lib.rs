@@ -380,7 +380,7 @@ impl Operator {
         let config = tapmon_operator::RunConfig {
             metrics_addr: metrics,
             telemetry_addr: telemetry,
-            initial_list: tapmon_operator::InitialList::Streaming,
+            initial_list: None,
         };
         let task = tokio::spawn(async move {
             let shutdown = async move {

@@ -8,6 +8,7 @@
 //! ```
 
 mod context;
+pub mod diff;
 pub mod discovery;
 mod http;
 pub mod monitor;
@@ -42,8 +43,28 @@ pub struct RunConfig {
     pub metrics_addr: SocketAddr,
     /// Address of the self-metrics.
     pub telemetry_addr: SocketAddr,
-    /// How watches fetch their initial state.
-    pub initial_list: InitialList,
+    /// How watches fetch their initial state; `None` picks by server version.
+    pub initial_list: Option<InitialList>,
+}
+
+/// Streaming lists (WatchList) are on by default from Kubernetes 1.32; older servers, and any
+/// whose version cannot be read, get paged lists.
+async fn pick_initial_list(client: &Client) -> InitialList {
+    match client.apiserver_version().await {
+        Ok(info) => {
+            let minor: u32 = info.minor.trim_end_matches('+').parse().unwrap_or(0);
+            let major: u32 = info.major.parse().unwrap_or(0);
+            if major > 1 || (major == 1 && minor >= 32) {
+                InitialList::Streaming
+            } else {
+                InitialList::Paged
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "cannot read the server version; using paged lists");
+            InitialList::Paged
+        }
+    }
 }
 
 /// Why the operator could not start.
@@ -70,11 +91,16 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), RunError> {
     let telemetry = Arc::new(Telemetry::new()?);
+    let initial_list = match config.initial_list {
+        Some(mode) => mode,
+        None => pick_initial_list(&client).await,
+    };
+    info!(?initial_list, "initial lists");
     let namespaces = Arc::new(watches::NamespaceLabels::default());
     let registry = Arc::new(watches::Registry::new(
         client.clone(),
         Arc::clone(&telemetry),
-        config.initial_list,
+        initial_list,
         Arc::clone(&namespaces),
     ));
     let state = Arc::new(State::new(registry, telemetry, namespaces));

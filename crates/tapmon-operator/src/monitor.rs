@@ -49,6 +49,8 @@ pub struct Monitor {
     pub uid: String,
     /// The generation this was built from.
     pub generation: i64,
+    /// Distinguishes two builds of one monitor (a changed spec), so its watches relist.
+    pub build: u64,
     /// The compiled config and selectors.
     pub validated: Validated,
     store: Mutex<Store>,
@@ -66,11 +68,13 @@ pub struct Applied {
 impl Monitor {
     /// A monitor with no series yet.
     pub fn new(key: MonitorKey, uid: String, generation: i64, validated: Validated) -> Self {
+        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let families = Arc::clone(validated.compiled.families());
         Self {
             key,
             uid,
             generation,
+            build: BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             renderer: Mutex::new(ObjectRenderer::new(&families)),
             store: Mutex::new(Store::new(families)),
             validated,
@@ -211,5 +215,73 @@ impl Monitor {
     /// The monitor's scrape, as shared chunks (taken under a short lock, written after it).
     pub fn scrape(&self, format: Format) -> Vec<Bytes> {
         lock(&self.store).chunks(format)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::discovery::ServedKind;
+    use crate::plan::validate;
+
+    fn watch(kind: &str) -> WatchKey {
+        WatchKey {
+            kind: ServedKind {
+                group: "carto.run".into(),
+                version: "v1alpha1".into(),
+                kind: kind.into(),
+                plural: format!("{}s", kind.to_lowercase()),
+                namespaced: true,
+            },
+            label_selector: None,
+        }
+    }
+
+    fn workload(name: &str) -> Value {
+        json!({"apiVersion": "carto.run/v1alpha1", "kind": "Workload", "metadata": {"name": name, "namespace": "ns"}})
+    }
+
+    #[test]
+    fn objects_follow_bindings_lists_and_namespaces() {
+        let spec = serde_json::from_value(json!({})).unwrap();
+        let validated = validate(&spec).unwrap();
+        let index = validated
+            .compiled
+            .resources()
+            .iter()
+            .position(|r| r.gvk().kind == "Workload")
+            .unwrap() as u32;
+        let m = Monitor::new(
+            MonitorKey {
+                namespace: "t".into(),
+                name: "m".into(),
+            },
+            "u".into(),
+            1,
+            validated,
+        );
+        let (w, d) = (watch("Workload"), watch("Deliverable"));
+        m.rebind(&BTreeMap::from([
+            (w.clone(), vec![index]),
+            (d.clone(), vec![index + 1]),
+        ]));
+        for name in ["a", "b", "c"] {
+            m.apply(&w, &workload(name), "ns", name, true);
+        }
+        assert_eq!(m.stats(&w).objects, 3);
+        // Outside the monitor's namespaces: dropped.
+        m.apply(&w, &workload("c"), "ns", "c", false);
+        // A relist that no longer has b: dropped.
+        m.retain_listed(&w, &HashSet::from([("ns".to_owned(), "a".to_owned())]));
+        assert_eq!(m.stats(&w).objects, 1);
+        let text: Vec<u8> = m.scrape(Format::Text).concat();
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.contains("name=\"a\"") && !text.contains("name=\"b\""));
+        // The Workload kind goes away: its series go, nothing else is touched.
+        assert_eq!(m.rebind(&BTreeMap::from([(d.clone(), vec![index + 1])])), 1);
+        assert_eq!(m.total().objects, 0);
+        assert_eq!(m.watch_keys(), vec![d]);
     }
 }

@@ -156,64 +156,62 @@ impl Registry {
         }
     }
 
-    /// Makes `monitor` subscribed to exactly the `desired` watches: starts watches nobody ran,
-    /// stops those nobody needs any more, restarts those that gain this monitor (so it gets a
-    /// full list). Watches of other kinds are not touched.
+    /// Makes `monitor` subscribed to exactly the `desired` watches ([`crate::diff::diff`]):
+    /// starts watches nobody ran, relists those it joins, stops those nobody needs any more.
+    /// Watches of other kinds are not touched.
     pub fn sync(self: &Arc<Self>, monitor: &Arc<Monitor>, desired: &BTreeMap<WatchKey, Vec<u32>>) {
         let mut to_start = Vec::new();
         {
             let mut watches = lock(&self.watches);
-            watches.retain(|key, watch| {
-                if desired.contains_key(key) {
-                    return true;
+            let running = watches
+                .iter()
+                .map(|(k, w)| {
+                    let subs = w
+                        .subscribers()
+                        .iter()
+                        .map(|s| (s.monitor.key.clone(), s.monitor.build))
+                        .collect();
+                    (k.clone(), subs)
+                })
+                .collect();
+            let wanted = desired.keys().cloned().collect();
+            let plan = crate::diff::diff(&running, &monitor.key, monitor.build, &wanted);
+            for key in plan.leave.iter().chain(&plan.stop) {
+                if let Some(watch) = watches.get(key) {
+                    watch
+                        .subscribers
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .retain(|s| s.monitor.key != monitor.key);
                 }
-                let mut subs = watch
-                    .subscribers
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                subs.retain(|s| s.monitor.key != monitor.key);
-                if subs.is_empty() {
+            }
+            for key in &plan.stop {
+                if let Some(watch) = watches.remove(key) {
                     info!(watch = %key, "stopping watch: no monitor needs it");
                     watch.stop();
-                    return false;
                 }
-                true
-            });
-            for key in desired.keys() {
-                let watch = watches
-                    .entry(key.clone())
-                    .or_insert_with(|| {
-                        Arc::new(Watch {
-                            key: key.clone(),
-                            subscribers: RwLock::new(Vec::new()),
-                            state: Mutex::new(WatchState::Starting),
-                            synced: AtomicBool::new(false),
-                            task: Mutex::new(None),
-                        })
+            }
+            for key in plan.start {
+                let watch = Arc::clone(watches.entry(key.clone()).or_insert_with(|| {
+                    Arc::new(Watch {
+                        key,
+                        subscribers: RwLock::new(Vec::new()),
+                        state: Mutex::new(WatchState::Starting),
+                        synced: AtomicBool::new(false),
+                        task: Mutex::new(None),
                     })
-                    .clone();
-                let changed = {
+                }));
+                {
                     let mut subs = watch
                         .subscribers
                         .write()
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    match subs.iter_mut().find(|s| s.monitor.key == monitor.key) {
-                        Some(s) if Arc::ptr_eq(&s.monitor, monitor) => false,
-                        Some(s) => {
-                            s.monitor = Arc::clone(monitor);
-                            true
-                        }
-                        None => {
-                            subs.push(Subscriber {
-                                monitor: Arc::clone(monitor),
-                            });
-                            true
-                        }
-                    }
-                };
-                if changed || lock(&watch.task).is_none() {
-                    to_start.push(watch);
+                    subs.retain(|s| s.monitor.key != monitor.key);
+                    subs.push(Subscriber {
+                        monitor: Arc::clone(monitor),
+                    });
                 }
+                to_start.push(watch);
             }
         }
         for watch in to_start {

@@ -25,9 +25,9 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
-    /// How watches fetch their initial state: one streaming watch, or paged lists (for API
-    /// servers without streaming lists).
-    #[arg(long, value_enum, default_value_t = ListMode::Streaming)]
+    /// How watches fetch their initial state: one streaming watch (Kubernetes 1.32+), paged
+    /// lists, or auto (streaming when the server is 1.32 or later).
+    #[arg(long, value_enum, default_value_t = ListMode::Auto)]
     initial_list: ListMode,
 }
 
@@ -39,6 +39,7 @@ enum LogFormat {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ListMode {
+    Auto,
     Streaming,
     Paged,
 }
@@ -68,8 +69,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics_addr: args.metrics_addr,
             telemetry_addr: args.telemetry_addr,
             initial_list: match args.initial_list {
-                ListMode::Streaming => InitialList::Streaming,
-                ListMode::Paged => InitialList::Paged,
+                ListMode::Auto => None,
+                ListMode::Streaming => Some(InitialList::Streaming),
+                ListMode::Paged => Some(InitialList::Paged),
             },
         };
         tapmon_operator::run(client, config, async move {
