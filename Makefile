@@ -4,10 +4,13 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help deps fmt lint test e2e controlplane generate check-generated bench render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test e2e controlplane generate check-generated bench render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+demo: deps controlplane ## Local control plane + sample TAP environment + operator + Prometheus; Ctrl-C stops
+	$(CARGO) run -q -p tapmon-e2e --locked --bin tapmon-demo
 
 deps: ## Install what the tests use: promtool (Debian prometheus), Python prometheus-client, openssl
 	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }

@@ -25,7 +25,8 @@ use tokio::task::JoinHandle;
 
 /// The repository root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// Serialises the tests of one binary: each starts its own control plane, and two on two
@@ -80,6 +81,16 @@ impl Cluster {
             .collect::<BTreeMap<_, _>>();
         let admin = client_from(&dir.join("admin.kubeconfig")).await?;
         Ok(Cluster { dir, env, admin })
+    }
+
+    /// The directory `cluster.sh` keeps this cluster's state in.
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cluster-admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("admin.kubeconfig")
     }
 
     /// Restarts kube-apiserver with the same flags and port, and waits until it is ready.
@@ -482,4 +493,150 @@ pub fn series<'a>(exposition: &'a str, family: &str) -> Vec<&'a str> {
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .collect()
+}
+
+/// Prometheus (Debian package `prometheus`) on loopback, scraping the given targets every
+/// second; stopped by PID on drop.
+pub struct Prometheus {
+    child: std::process::Child,
+    dir: PathBuf,
+    /// Where its HTTP API listens.
+    pub addr: SocketAddr,
+}
+
+/// One scrape job: a name, a loopback address and a path.
+pub struct ScrapeTarget<'a> {
+    /// `job` label.
+    pub job: &'a str,
+    /// Address to scrape.
+    pub addr: SocketAddr,
+    /// Metrics path.
+    pub path: &'a str,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with a static config for `targets`, waits until it is ready.
+    pub async fn start(name: &str, targets: &[ScrapeTarget<'_>]) -> anyhow::Result<Prometheus> {
+        let dir = root()
+            .join("target/e2e")
+            .join(format!("prometheus-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data"))?;
+        let mut config = String::from(
+            "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\nscrape_configs:\n",
+        );
+        for t in targets {
+            config.push_str(&format!(
+                "- job_name: {}\n  honor_labels: true\n  metrics_path: {}\n  static_configs: [{{targets: ['{}']}}]\n",
+                t.job, t.path, t.addr
+            ));
+        }
+        std::fs::write(dir.join("prometheus.yml"), config)?;
+        let addr = free_port();
+        let log = std::fs::File::create(dir.join("prometheus.log"))?;
+        let child = Command::new("prometheus")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("prometheus.yml").display()
+            ))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting prometheus (Debian package prometheus; `make deps` installs it)")?;
+        let prometheus = Prometheus { child, dir, addr };
+        eventually("Prometheus ready", Duration::from_secs(60), || async {
+            get(addr, "/-/ready").await.ok().filter(|(s, _)| *s == 200)
+        })
+        .await;
+        Ok(prometheus)
+    }
+
+    /// Runs an instant query; the parsed `data.result`, or the error Prometheus gives.
+    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
+        let (status, body) = get(
+            self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(promql)),
+        )
+        .await?;
+        let reply: Value =
+            serde_json::from_str(&body).with_context(|| format!("HTTP {status}: {body}"))?;
+        if reply["status"] != "success" {
+            bail!("{promql}: {}: {}", reply["errorType"], reply["error"]);
+        }
+        Ok(reply["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// A query whose result is one number, or None when it is empty.
+    pub async fn scalar(&self, promql: &str) -> anyhow::Result<Option<f64>> {
+        let result = self.query(promql).await?;
+        Ok(result
+            .first()
+            .and_then(|r| r["value"][1].as_str())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// A `by (label)` query as label value → number.
+    pub async fn by(&self, promql: &str, label: &str) -> anyhow::Result<BTreeMap<String, f64>> {
+        Ok(self
+            .query(promql)
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r["metric"][label].as_str().unwrap_or("").to_owned(),
+                    r["value"][1]
+                        .as_str()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(f64::NAN),
+                )
+            })
+            .collect())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Percent-encodes a query-string value.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The PromQL of every query in the catalogue's "Queries users run".
+pub fn catalogue_queries() -> anyhow::Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(root().join("docs/tap-metrics.md"))?;
+    let section = text
+        .split("## Queries users run")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .context("no queries section")?;
+    Ok(section
+        .lines()
+        .filter_map(|l| l.strip_prefix("- "))
+        .filter_map(|l| {
+            let (what, rest) = l.split_once(": `")?;
+            Some((what.to_owned(), rest.strip_suffix('`')?.to_owned()))
+        })
+        .collect())
 }

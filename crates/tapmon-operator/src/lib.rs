@@ -171,6 +171,7 @@ pub async fn run(
         });
     info!("tapmon operator running");
     controller.await;
+    state.registry.stop_all();
     for server in servers {
         server.abort();
     }

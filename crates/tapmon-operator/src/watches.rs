@@ -238,6 +238,14 @@ impl Registry {
         self.update_watch_gauge();
     }
 
+    /// Stops every watch (shutdown).
+    pub fn stop_all(&self) {
+        for (_, watch) in std::mem::take(&mut *lock(&self.watches)) {
+            watch.stop();
+        }
+        self.update_watch_gauge();
+    }
+
     /// Relists every watch `monitor` reads (its namespaces' labels changed).
     pub fn restart_for(self: &Arc<Self>, monitor: &MonitorKey) {
         let affected: Vec<Arc<Watch>> = lock(&self.watches)

@@ -1,0 +1,121 @@
+//! `make demo`: a local control plane with the sample TAP environment, the operator running as
+//! its ServiceAccount, a TapMonitor for every group, and Prometheus scraping it. Prints where to
+//! look and runs until Ctrl-C, then tears everything down.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use tapmon_e2e::{
+    Cluster, Operator, Prometheus, ScrapeTarget, apply_files, eventually, load_tap_environment,
+    operator_identity, root,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    println!(
+        "Starting a control plane on loopback (the first run builds it from Go modules: minutes)..."
+    );
+    let cluster = Cluster::up("demo").await?;
+    let objects = load_tap_environment(&cluster.admin).await?;
+    println!("Loaded the sample TAP environment: {objects} objects of 21 kinds.");
+    let operator = Operator::start(operator_identity(&cluster).await?).await;
+    apply_files(
+        &cluster.admin,
+        &[root().join("config/samples/tapmonitor.yaml")],
+        None,
+    )
+    .await?;
+    let path = "/monitors/tapmon-system/tap/metrics";
+    let prometheus = Prometheus::start(
+        "demo",
+        &[ScrapeTarget {
+            job: "tapmon",
+            addr: operator.metrics,
+            path,
+        }],
+    )
+    .await
+    .context("starting Prometheus")?;
+
+    let monitors = Api::<DynamicObject>::namespaced_with(
+        cluster.admin.clone(),
+        "tapmon-system",
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("tapmon.io", "v1alpha1", "TapMonitor"),
+            "tapmonitors",
+        ),
+    );
+    let status = eventually("TapMonitor tap Ready", Duration::from_secs(120), || async {
+        let m = monitors.get("tap").await.ok()?;
+        let status = m.data.get("status")?.clone();
+        let ready = status["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        ready.then_some(status)
+    })
+    .await;
+
+    println!();
+    println!("tapmon demo is running.");
+    println!(
+        "  Metrics of TapMonitor tapmon-system/tap:  http://{}{path}",
+        operator.metrics
+    );
+    println!(
+        "  Operator self-metrics:                    http://{}/metrics",
+        operator.telemetry
+    );
+    println!(
+        "  Prometheus:                               http://{}/graph",
+        prometheus.addr
+    );
+    println!("    try: count by (type) (cartographer_workload_info)");
+    println!(
+        "  kubectl:  export KUBECONFIG={}",
+        cluster.kubeconfig().display()
+    );
+    println!(
+        "            {} kubectl {} get tapmon -A",
+        root().join("e2e/cluster.sh").display(),
+        cluster.state_dir().display()
+    );
+    println!();
+    println!(
+        "TapMonitor tapmon-system/tap: Ready, {} objects, {} series",
+        status["objects"], status["series"]
+    );
+    for kind in status["kinds"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<22} {:<44} {:<10} {:>3} objects {:>4} series",
+            kind["kind"].as_str().unwrap_or(""),
+            format!(
+                "{}/{}",
+                kind["group"].as_str().unwrap_or(""),
+                kind["version"].as_str().unwrap_or("")
+            ),
+            kind["state"].as_str().unwrap_or(""),
+            kind["objects"],
+            kind["series"]
+        );
+    }
+    println!();
+    println!("Ctrl-C stops everything.");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    println!("Stopping...");
+    operator.stop().await;
+    drop(prometheus);
+    drop(cluster);
+    Ok(())
+}
