@@ -392,6 +392,7 @@ impl Operator {
             metrics_addr: metrics,
             telemetry_addr: telemetry,
             initial_list: None,
+            service: tapmon_operator::publish::OperatorService::default(),
         };
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -638,5 +639,31 @@ pub fn catalogue_queries() -> anyhow::Result<Vec<(String, String)>> {
             let (what, rest) = l.split_once(": `")?;
             Some((what.to_owned(), rest.strip_suffix('`')?.to_owned()))
         })
+        .collect())
+}
+
+/// The Prometheus Operator release whose CRDs check what the operator publishes.
+pub const PROMETHEUS_OPERATOR: &str = "v0.85.0";
+
+/// The Prometheus Operator CRDs of `kinds` (plurals, e.g. `servicemonitors`), taken from its Go
+/// module at test time (downloaded once into the Go module cache, never committed).
+pub fn prometheus_operator_crds(kinds: &[&str]) -> anyhow::Result<Vec<PathBuf>> {
+    let module =
+        format!("github.com/prometheus-operator/prometheus-operator@{PROMETHEUS_OPERATOR}");
+    let out = Command::new("go")
+        .args(["mod", "download", "-json", &module])
+        .current_dir(std::env::temp_dir())
+        .output()
+        .context("running go mod download")?;
+    let info: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stderr).to_string())?;
+    if let Some(e) = info["Error"].as_str() {
+        bail!("downloading {module}: {e}");
+    }
+    let dir = PathBuf::from(info["Dir"].as_str().context("no Dir")?)
+        .join("example/prometheus-operator-crd");
+    Ok(kinds
+        .iter()
+        .map(|k| dir.join(format!("monitoring.coreos.com_{k}.yaml")))
         .collect())
 }

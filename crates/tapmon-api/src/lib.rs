@@ -55,6 +55,52 @@ pub struct TapMonitorSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub resources: Vec<Resource>,
+    /// The Prometheus Operator ServiceMonitor published for this monitor.
+    #[serde(default)]
+    pub service_monitor: ServiceMonitorSpec,
+}
+
+/// How the ServiceMonitor that points Prometheus at this monitor's endpoint looks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceMonitorSpec {
+    /// Publish a ServiceMonitor (when the Prometheus Operator CRD is installed).
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// Labels of the ServiceMonitor; kube-prometheus-stack selects `release: <helm release>`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Scrape interval.
+    #[serde(default = "default_interval")]
+    #[schemars(regex(
+        pattern = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+    ))]
+    pub interval: String,
+    /// Scrape timeout; at most the interval.
+    #[serde(default = "default_scrape_timeout")]
+    #[schemars(regex(
+        pattern = r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+    ))]
+    pub scrape_timeout: String,
+}
+
+impl Default for ServiceMonitorSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: Default::default(),
+            interval: default_interval(),
+            scrape_timeout: default_scrape_timeout(),
+        }
+    }
+}
+
+fn default_interval() -> String {
+    "30s".into()
+}
+
+fn default_scrape_timeout() -> String {
+    "10s".into()
 }
 
 /// Which namespaces' objects a TapMonitor reads. Both parts must admit a namespace.

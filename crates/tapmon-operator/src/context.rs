@@ -175,4 +175,6 @@ pub struct Context {
     pub recorder: Recorder,
     /// Consecutive failures per monitor, for backoff.
     pub failures: Mutex<HashMap<MonitorKey, u32>>,
+    /// The operator's Service, which published ServiceMonitors select.
+    pub service: crate::publish::OperatorService,
 }

@@ -13,6 +13,7 @@ pub mod discovery;
 mod http;
 pub mod monitor;
 pub mod plan;
+pub mod publish;
 pub mod reconcile;
 mod telemetry;
 pub mod watches;
@@ -45,6 +46,8 @@ pub struct RunConfig {
     pub telemetry_addr: SocketAddr,
     /// How watches fetch their initial state; `None` picks by server version.
     pub initial_list: Option<InitialList>,
+    /// The operator's Service, for published ServiceMonitors.
+    pub service: publish::OperatorService,
 }
 
 /// Streaming lists (WatchList) are on by default from Kubernetes 1.32; older servers, and any
@@ -132,6 +135,7 @@ pub async fn run(
         state: Arc::clone(&state),
         discovery: context::DiscoveryCache::default(),
         failures: Mutex::new(Default::default()),
+        service: config.service.clone(),
     });
 
     // A CRD that appears, changes or goes away changes what can be watched: re-discover and

@@ -51,6 +51,8 @@ pub struct Monitor {
     pub generation: i64,
     /// Distinguishes two builds of one monitor (a changed spec), so its watches relist.
     pub build: u64,
+    /// The part of the spec this was built from (what is watched and evaluated).
+    pub source: tapmon_api::TapMonitorSpec,
     /// The compiled config and selectors.
     pub validated: Validated,
     store: Mutex<Store>,
@@ -67,7 +69,13 @@ pub struct Applied {
 
 impl Monitor {
     /// A monitor with no series yet.
-    pub fn new(key: MonitorKey, uid: String, generation: i64, validated: Validated) -> Self {
+    pub fn new(
+        key: MonitorKey,
+        uid: String,
+        generation: i64,
+        validated: Validated,
+        source: tapmon_api::TapMonitorSpec,
+    ) -> Self {
         static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let families = Arc::clone(validated.compiled.families());
         Self {
@@ -75,10 +83,20 @@ impl Monitor {
             uid,
             generation,
             build: BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            source,
             renderer: Mutex::new(ObjectRenderer::new(&families)),
             store: Mutex::new(Store::new(families)),
             validated,
             bindings: Mutex::new(Bindings::default()),
+        }
+    }
+
+    /// The part of a spec that decides what is watched and evaluated: everything but what is
+    /// published.
+    pub fn source_of(spec: &tapmon_api::TapMonitorSpec) -> tapmon_api::TapMonitorSpec {
+        tapmon_api::TapMonitorSpec {
+            service_monitor: Default::default(),
+            ..spec.clone()
         }
     }
 
@@ -245,7 +263,7 @@ mod tests {
 
     #[test]
     fn objects_follow_bindings_lists_and_namespaces() {
-        let spec = serde_json::from_value(json!({})).unwrap();
+        let spec: tapmon_api::TapMonitorSpec = serde_json::from_value(json!({})).unwrap();
         let validated = validate(&spec).unwrap();
         let index = validated
             .compiled
@@ -261,6 +279,7 @@ mod tests {
             "u".into(),
             1,
             validated,
+            spec,
         );
         let (w, d) = (watch("Workload"), watch("Deliverable"));
         m.rebind(&BTreeMap::from([

@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use crate::context::Context;
 use crate::monitor::{Monitor, MonitorKey, lock};
 use crate::plan::{self, Plan, ValidateError};
+use crate::publish::{self, MONITORING_GROUP, Published};
 use crate::watches::{Registry, WatchState};
 
 /// The finalizer that lets the operator stop a deleted monitor's watches.
@@ -122,11 +123,19 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
     let uid = m.uid().unwrap_or_default();
     let previous = m.status.clone().unwrap_or_default();
 
-    // Validate and compile (pure). An invalid selector stops the whole monitor.
+    // Validate and compile (pure). An invalid selector stops the whole monitor. A change that
+    // does not touch what is watched or evaluated (the ServiceMonitor) keeps the monitor.
+    let source = Monitor::source_of(&m.spec);
     let monitor = match ctx.state.monitor(&key) {
-        Some(existing) if existing.uid == uid && existing.generation == generation => existing,
+        Some(existing) if existing.uid == uid && existing.source == source => existing,
         _ => match plan::validate(&m.spec) {
-            Ok(validated) => Arc::new(Monitor::new(key.clone(), uid, generation, validated)),
+            Ok(validated) => Arc::new(Monitor::new(
+                key.clone(),
+                uid,
+                generation,
+                validated,
+                source,
+            )),
             Err(e) => {
                 ctx.state.remove(&key);
                 let status = stalled_status(&e, generation, &previous);
@@ -139,7 +148,8 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
     ctx.state.insert(Arc::clone(&monitor));
 
     // Resolve kinds by discovery, then plan (pure) and apply.
-    let groups = plan::groups(&monitor.validated.compiled);
+    let mut groups = plan::groups(&monitor.validated.compiled);
+    groups.insert(MONITORING_GROUP.to_owned());
     let discovery = ctx
         .discovery
         .get(&ctx.client, &groups)
@@ -153,8 +163,17 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
     monitor.rebind(&plan.watches);
     ctx.state.registry.sync(&monitor, &plan.watches);
 
+    // Publish the ServiceMonitor, when the Prometheus Operator CRD is there.
+    let installed = !discovery
+        .resolve(MONITORING_GROUP, "v1", "ServiceMonitor")
+        .is_empty();
+    let published = publish::apply_service_monitor(&ctx.client, m, &ctx.service, installed).await;
+
     // Status.
-    let status = build_status(&monitor, &plan, &ctx.state.registry, generation, &previous);
+    let mut status = build_status(&monitor, &plan, &ctx.state.registry, generation, &previous);
+    status
+        .conditions
+        .push(service_monitor_condition(&published, generation, &previous));
     announce(ctx, m, &previous, &status).await;
     patch_status(api, &key, &status).await?;
     lock(&ctx.failures).remove(&key);
@@ -270,6 +289,31 @@ async fn announce(
             });
         }
     }
+    let sm = |s: &TapMonitorStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "ServiceMonitor")
+            .map(|c| (c.reason.clone(), c.message.clone()))
+    };
+    if let Some((reason, message)) = sm(after)
+        && sm(before).map(|b| b.0) != Some(reason.clone())
+    {
+        events.push(Event {
+            type_: if reason == "ApplyFailed" {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: format!("ServiceMonitor{reason}"),
+            note: Some(if message.is_empty() {
+                "ServiceMonitor applied".to_owned()
+            } else {
+                truncate(&message, 1000)
+            }),
+            action: "Publish".into(),
+            secondary: None,
+        });
+    }
     let reference = m.object_ref(&());
     for event in events {
         if let Err(e) = ctx.recorder.publish(&event, &reference).await {
@@ -317,6 +361,24 @@ fn condition(
 
 fn now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
+}
+
+fn service_monitor_condition(
+    published: &Published,
+    generation: i64,
+    previous: &TapMonitorStatus,
+) -> Condition {
+    let (ok, reason, message) = match published {
+        Published::Applied => (true, "Applied", String::new()),
+        Published::Disabled => (false, "Disabled", "serviceMonitor.enabled is false".to_owned()),
+        Published::NotInstalled => (
+            false,
+            "CRDNotInstalled",
+            "the Prometheus Operator's ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed; the ServiceMonitor is created when it is".to_owned(),
+        ),
+        Published::Failed(m) => (false, "ApplyFailed", truncate(m, 1000)),
+    };
+    condition("ServiceMonitor", ok, reason, &message, generation, previous)
 }
 
 fn stalled_status(
@@ -496,6 +558,7 @@ mod tests {
             state: Arc::new(State::new(registry, telemetry, namespaces)),
             discovery: DiscoveryCache::default(),
             failures: std::sync::Mutex::new(HashMap::new()),
+            service: crate::publish::OperatorService::default(),
         })
     }
 

@@ -22,6 +22,9 @@ pub struct RunArgs {
     /// Where to serve the operator's own metrics (/metrics).
     #[arg(long, default_value = "127.0.0.1:8081")]
     telemetry_addr: SocketAddr,
+    /// Namespace of the operator's Service, which published ServiceMonitors select.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "tapmon-system")]
+    namespace: String,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -72,6 +75,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 ListMode::Auto => None,
                 ListMode::Streaming => Some(InitialList::Streaming),
                 ListMode::Paged => Some(InitialList::Paged),
+            },
+            service: tapmon_operator::publish::OperatorService {
+                namespace: args.namespace,
+                ..Default::default()
             },
         };
         tapmon_operator::run(client, config, async move {

@@ -1,0 +1,185 @@
+//! What a TapMonitor publishes for Prometheus, against the real Prometheus Operator CRD schema.
+
+// Tests fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use serde_json::{Value, json};
+use tapmon_e2e::{
+    Cluster, Operator, Prometheus, ScrapeTarget, apply, eventually, install_crds,
+    load_tap_environment, operator_identity, prometheus_operator_crds, serial,
+};
+
+fn api(
+    client: &kube::Client,
+    group: &str,
+    kind: &str,
+    plural: &str,
+    version: &str,
+) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        "tapmon-system",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural),
+    )
+}
+
+fn condition(m: &DynamicObject, type_: &str) -> Option<(String, String)> {
+    let c = m.data["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)?;
+    Some((
+        c["status"].as_str()?.to_owned(),
+        c["reason"].as_str()?.to_owned(),
+    ))
+}
+
+fn monitor(labels: Value) -> Value {
+    json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+        "metadata": {"name": "tap", "namespace": "tapmon-system"},
+        "spec": {"serviceMonitor": {"labels": labels, "interval": "15s"}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_the_monitor() {
+    let _serial = serial().await;
+    let cluster = Cluster::up("publish").await.unwrap();
+    load_tap_environment(&cluster.admin).await.unwrap();
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let monitors = api(
+        &cluster.admin,
+        "tapmon.io",
+        "TapMonitor",
+        "tapmonitors",
+        "v1alpha1",
+    );
+    let sms = api(
+        &cluster.admin,
+        "monitoring.coreos.com",
+        "ServiceMonitor",
+        "servicemonitors",
+        "v1",
+    );
+
+    // Without the Prometheus Operator: a clear condition, metrics still served.
+    apply(&cluster.admin, monitor(json!({"release": "kps"})), None)
+        .await
+        .unwrap();
+    eventually("CRDNotInstalled", Duration::from_secs(60), || async {
+        let m = monitors.get("tap").await.ok()?;
+        (condition(&m, "ServiceMonitor")? == ("False".into(), "CRDNotInstalled".into())
+            && condition(&m, "Ready")?.0 == "True")
+            .then_some(())
+    })
+    .await;
+
+    // The CRD appears: the ServiceMonitor follows, accepted by the real schema.
+    install_crds(
+        &cluster.admin,
+        &prometheus_operator_crds(&["servicemonitors"]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let sm = eventually(
+        "ServiceMonitor created",
+        Duration::from_secs(60),
+        || async { sms.get_opt("tap").await.ok()? },
+    )
+    .await;
+    assert_eq!(sm.metadata.labels.as_ref().unwrap()["release"], "kps");
+    let endpoint = &sm.data["spec"]["endpoints"][0];
+    assert_eq!(endpoint["path"], "/monitors/tapmon-system/tap/metrics");
+    assert_eq!(endpoint["interval"], "15s");
+    assert_eq!(endpoint["honorLabels"], true);
+    let owner = &sm.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller),
+        ("TapMonitor", Some(true))
+    );
+    eventually(
+        "ServiceMonitor condition Applied",
+        Duration::from_secs(60),
+        || async {
+            let m = monitors.get("tap").await.ok()?;
+            (condition(&m, "ServiceMonitor")? == ("True".into(), "Applied".into())).then_some(())
+        },
+    )
+    .await;
+
+    // Prometheus scraping what the ServiceMonitor describes (its path; loopback address).
+    let path = endpoint["path"].as_str().unwrap().to_owned();
+    let prometheus = Prometheus::start(
+        "publish",
+        &[ScrapeTarget {
+            job: "tapmon",
+            addr: operator.metrics,
+            path: &path,
+        }],
+    )
+    .await
+    .unwrap();
+    eventually(
+        "Prometheus scrapes the ServiceMonitor's path",
+        Duration::from_secs(60),
+        || async {
+            let up = prometheus.scalar("up{job=\"tapmon\"}").await.ok()??;
+            let workloads = prometheus
+                .scalar("count(cartographer_workload_info)")
+                .await
+                .ok()??;
+            (up == 1.0 && workloads == 7.0).then_some(())
+        },
+    )
+    .await;
+
+    // Changing the labels updates the same object in place.
+    let uid = sm.metadata.uid.clone();
+    apply(&cluster.admin, monitor(json!({"release": "other"})), None)
+        .await
+        .unwrap();
+    eventually(
+        "labels updated in place",
+        Duration::from_secs(60),
+        || async {
+            let sm = sms.get("tap").await.ok()?;
+            (sm.metadata.labels.as_ref()?.get("release")? == "other" && sm.metadata.uid == uid)
+                .then_some(())
+        },
+    )
+    .await;
+
+    // A label value Kubernetes rejects: a condition and an Event, metrics keep being served.
+    apply(
+        &cluster.admin,
+        monitor(json!({"release": "not a valid value!"})),
+        None,
+    )
+    .await
+    .unwrap();
+    eventually("ApplyFailed", Duration::from_secs(60), || async {
+        let m = monitors.get("tap").await.ok()?;
+        (condition(&m, "ServiceMonitor")?.1 == "ApplyFailed").then_some(())
+    })
+    .await;
+    assert!(operator.scrape("tapmon-system", "tap").await.is_some());
+    apply(&cluster.admin, monitor(json!({"release": "kps"})), None)
+        .await
+        .unwrap();
+
+    // Deleting the TapMonitor: the garbage collector removes its ServiceMonitor.
+    monitors
+        .delete("tap", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "ServiceMonitor garbage-collected",
+        Duration::from_secs(120),
+        || async { sms.get_opt("tap").await.ok()?.is_none().then_some(()) },
+    )
+    .await;
+    operator.stop().await;
+}
