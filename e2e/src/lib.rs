@@ -142,6 +142,44 @@ impl Drop for Cluster {
     }
 }
 
+/// The API of a kind given as (group, version, kind) and plural, in `namespace` or cluster-wide.
+pub fn dynamic_api(
+    client: &Client,
+    namespace: Option<&str>,
+    gvk: (&str, &str, &str),
+    plural: &str,
+) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(gvk.0, gvk.1, gvk.2), plural);
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// TapMonitors in `tapmon-system`.
+pub fn tapmonitors(client: &Client) -> Api<DynamicObject> {
+    dynamic_api(
+        client,
+        Some("tapmon-system"),
+        ("tapmon.io", "v1alpha1", "TapMonitor"),
+        "tapmonitors",
+    )
+}
+
+/// A control plane with the operator running as its ServiceAccount, and with the fixture TAP
+/// environment loaded when `with_tap` is set.
+pub async fn cluster_with_operator(
+    name: &str,
+    with_tap: bool,
+) -> anyhow::Result<(Cluster, Operator)> {
+    let cluster = Cluster::up(name).await?;
+    if with_tap {
+        load_tap_environment(&cluster.admin).await?;
+    }
+    let operator = Operator::start(operator_identity(&cluster).await?).await;
+    Ok((cluster, operator))
+}
+
 /// Reads every document of a YAML file.
 pub fn documents(path: &Path) -> anyhow::Result<Vec<Value>> {
     let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
@@ -231,12 +269,11 @@ pub async fn apply_files(
 /// Installs CRDs and waits until each is established.
 pub async fn install_crds(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
     apply_files(client, files, None).await?;
-    let crds: Api<DynamicObject> = Api::all_with(
-        client.clone(),
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-            "customresourcedefinitions",
-        ),
+    let crds = dynamic_api(
+        client,
+        None,
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
     );
     for file in files {
         for doc in documents(file)? {

@@ -8,25 +8,18 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tapmon_crs::{Compiled, EvalErrors};
 use tapmon_e2e::{
-    Cluster, Operator, apply, documents, eventually, install_crds, load_tap_environment,
-    operator_identity, root, serial, series, yaml_files,
+    Cluster, Operator, apply, cluster_with_operator, documents, dynamic_api, eventually,
+    install_crds, load_tap_environment, operator_identity, root, serial, series, tapmonitors,
+    yaml_files,
 };
 use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn tapmonitors(client: &Client) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk("tapmon.io", "v1alpha1", "TapMonitor"),
-        "tapmonitors",
-    );
-    Api::namespaced_with(client.clone(), "tapmon-system", &ar)
-}
 
 async fn monitor(client: &Client, name: &str, spec: Value) {
     let obj = json!({
@@ -160,13 +153,11 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
     assert_eq!(families.len(), 42);
 
     // Update → the series changes; delete → it goes; create → it comes.
-    let workloads = Api::<DynamicObject>::namespaced_with(
-        cluster.admin.clone(),
-        "dev-team-a",
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("carto.run", "v1alpha1", "Workload"),
-            "workloads",
-        ),
+    let workloads = dynamic_api(
+        &cluster.admin,
+        Some("dev-team-a"),
+        ("carto.run", "v1alpha1", "Workload"),
+        "workloads",
     );
     let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Broken", "message": "e2e", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     workloads
@@ -219,8 +210,7 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
     let _serial = serial().await;
-    let cluster = Cluster::up("crd-later").await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let (cluster, operator) = cluster_with_operator("crd-later", false).await.unwrap();
     monitor(&cluster.admin, "tap", json!({})).await;
     let status = status_when(&cluster.admin, "tap", "Ready with nothing installed", ready).await;
     assert_eq!(kind_state(&status, "Workload"), "NotInstalled");
@@ -252,12 +242,11 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
     })
     .await;
 
-    let crds = Api::<DynamicObject>::all_with(
-        cluster.admin.clone(),
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
-            "customresourcedefinitions",
-        ),
+    let crds = dynamic_api(
+        &cluster.admin,
+        None,
+        ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+        "customresourcedefinitions",
     );
     crds.delete("workloads.carto.run", &DeleteParams::default())
         .await
@@ -279,9 +268,7 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_monitors_share_one_watch_per_kind_and_serve_only_their_own_series() {
     let _serial = serial().await;
-    let cluster = Cluster::up("two-monitors").await.unwrap();
-    load_tap_environment(&cluster.admin).await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let (cluster, operator) = cluster_with_operator("two-monitors", true).await.unwrap();
     monitor(
         &cluster.admin,
         "team-a",
@@ -322,8 +309,7 @@ async fn two_monitors_share_one_watch_per_kind_and_serve_only_their_own_series()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
     let _serial = serial().await;
-    let cluster = Cluster::up("invalid").await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let (cluster, operator) = cluster_with_operator("invalid", false).await.unwrap();
     monitor(&cluster.admin, "good", json!({})).await;
     monitor(
         &cluster.admin,
@@ -347,13 +333,11 @@ async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
     assert_eq!(condition(&bad, "Ready").0, "False");
     status_when(&cluster.admin, "good", "good Ready", ready).await;
 
-    let events = Api::<DynamicObject>::namespaced_with(
-        cluster.admin.clone(),
-        "tapmon-system",
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("events.k8s.io", "v1", "Event"),
-            "events",
-        ),
+    let events = dynamic_api(
+        &cluster.admin,
+        Some("tapmon-system"),
+        ("events.k8s.io", "v1", "Event"),
+        "events",
     );
     eventually("InvalidConfig Event", WAIT, || async {
         let list = events.list(&Default::default()).await.ok()?;
@@ -374,9 +358,7 @@ async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_monitor_stops_serving_it_and_its_watches() {
     let _serial = serial().await;
-    let cluster = Cluster::up("delete").await.unwrap();
-    load_tap_environment(&cluster.admin).await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let (cluster, operator) = cluster_with_operator("delete", true).await.unwrap();
     monitor(&cluster.admin, "tap", json!({})).await;
     status_when(&cluster.admin, "tap", "Ready", ready).await;
     assert!(operator.scrape("tapmon-system", "tap").await.is_some());
@@ -402,20 +384,16 @@ async fn deleting_a_monitor_stops_serving_it_and_its_watches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_recovers_from_an_apiserver_restart_without_stale_or_duplicate_series() {
     let _serial = serial().await;
-    let cluster = Cluster::up("restart").await.unwrap();
-    load_tap_environment(&cluster.admin).await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let (cluster, operator) = cluster_with_operator("restart", true).await.unwrap();
     monitor(&cluster.admin, "tap", json!({})).await;
     status_when(&cluster.admin, "tap", "Ready", ready).await;
 
     cluster.restart_apiserver().await.unwrap();
-    let builds = Api::<DynamicObject>::namespaced_with(
-        cluster.admin.clone(),
-        "dev-team-a",
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("kpack.io", "v1alpha2", "Build"),
-            "builds",
-        ),
+    let builds = dynamic_api(
+        &cluster.admin,
+        Some("dev-team-a"),
+        ("kpack.io", "v1alpha2", "Build"),
+        "builds",
     );
     builds
         .delete("petclinic-build-1-w82l5", &DeleteParams::default())
@@ -443,12 +421,11 @@ async fn a_kind_the_operator_may_not_watch_is_forbidden_in_status_and_the_rest_w
     load_tap_environment(&cluster.admin).await.unwrap();
     let client = operator_identity(&cluster).await.unwrap();
     // Take kpack away from the operator's ClusterRole.
-    let roles = Api::<DynamicObject>::all_with(
-        cluster.admin.clone(),
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("rbac.authorization.k8s.io", "v1", "ClusterRole"),
-            "clusterroles",
-        ),
+    let roles = dynamic_api(
+        &cluster.admin,
+        None,
+        ("rbac.authorization.k8s.io", "v1", "ClusterRole"),
+        "clusterroles",
     );
     let mut role = roles.get("tapmon").await.unwrap();
     let rules = role.data["rules"].as_array_mut().unwrap();

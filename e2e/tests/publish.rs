@@ -5,27 +5,12 @@
 
 use std::time::Duration;
 
-use kube::Api;
-use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
+use kube::api::{DeleteParams, DynamicObject};
 use serde_json::{Value, json};
 use tapmon_e2e::{
-    Cluster, Operator, Prometheus, ScrapeTarget, apply, eventually, install_crds,
-    load_tap_environment, operator_identity, prometheus_operator_crds, serial,
+    Prometheus, ScrapeTarget, apply, cluster_with_operator, dynamic_api, eventually, install_crds,
+    prometheus_operator_crds, serial, tapmonitors,
 };
-
-fn api(
-    client: &kube::Client,
-    group: &str,
-    kind: &str,
-    plural: &str,
-    version: &str,
-) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        client.clone(),
-        "tapmon-system",
-        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural),
-    )
-}
 
 fn condition(m: &DynamicObject, type_: &str) -> Option<(String, String)> {
     let c = m.data["status"]["conditions"]
@@ -47,22 +32,13 @@ fn monitor(labels: Value) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_the_monitor() {
     let _serial = serial().await;
-    let cluster = Cluster::up("publish").await.unwrap();
-    load_tap_environment(&cluster.admin).await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
-    let monitors = api(
+    let (cluster, operator) = cluster_with_operator("publish", true).await.unwrap();
+    let monitors = tapmonitors(&cluster.admin);
+    let sms = dynamic_api(
         &cluster.admin,
-        "tapmon.io",
-        "TapMonitor",
-        "tapmonitors",
-        "v1alpha1",
-    );
-    let sms = api(
-        &cluster.admin,
-        "monitoring.coreos.com",
-        "ServiceMonitor",
+        Some("tapmon-system"),
+        ("monitoring.coreos.com", "v1", "ServiceMonitor"),
         "servicemonitors",
-        "v1",
     );
 
     // Without the Prometheus Operator: a clear condition, metrics still served.

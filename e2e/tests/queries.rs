@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tapmon_e2e::{
-    Cluster, Operator, Prometheus, ScrapeTarget, apply, catalogue_queries, eventually,
-    load_tap_environment, operator_identity, serial,
+    Prometheus, ScrapeTarget, apply, catalogue_queries, cluster_with_operator, eventually, serial,
 };
 
 /// Catalogue queries with a syntax slip, and their corrected form (README, "Built-in presets").
@@ -27,9 +26,7 @@ fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answers() {
     let _serial = serial().await;
-    let cluster = Cluster::up("queries").await.unwrap();
-    load_tap_environment(&cluster.admin).await.unwrap();
-    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let (cluster, operator) = cluster_with_operator("queries", true).await.unwrap();
     let monitor = json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
         "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}});
     apply(&cluster.admin, monitor, None).await.unwrap();

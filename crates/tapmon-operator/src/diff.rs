@@ -56,17 +56,11 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::ServedKind;
+    use crate::discovery::served_kind;
 
     fn key(kind: &str) -> WatchKey {
         WatchKey {
-            kind: ServedKind {
-                group: "g".into(),
-                version: "v1".into(),
-                kind: kind.into(),
-                plural: kind.to_lowercase(),
-                namespaced: true,
-            },
+            kind: served_kind("g", "v1", kind),
             label_selector: None,
         }
     }

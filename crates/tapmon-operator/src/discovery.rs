@@ -109,19 +109,23 @@ impl DiscoverySnapshot {
     }
 }
 
+/// A namespaced served kind with the usual plural, for tests.
+#[cfg(test)]
+pub(crate) fn served_kind(group: &str, version: &str, kind: &str) -> ServedKind {
+    ServedKind {
+        group: group.into(),
+        version: version.into(),
+        kind: kind.into(),
+        plural: format!("{}s", kind.to_lowercase()),
+        namespaced: true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn kind(group: &str, version: &str, kind: &str) -> ServedKind {
-        ServedKind {
-            group: group.into(),
-            version: version.into(),
-            kind: kind.into(),
-            plural: format!("{}s", kind.to_lowercase()),
-            namespaced: true,
-        }
-    }
+    use super::served_kind as kind;
 
     fn snapshot() -> DiscoverySnapshot {
         let mut s = DiscoverySnapshot::default();

@@ -241,18 +241,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::discovery::ServedKind;
+    use crate::discovery::served_kind;
     use crate::plan::validate;
 
     fn watch(kind: &str) -> WatchKey {
         WatchKey {
-            kind: ServedKind {
-                group: "carto.run".into(),
-                version: "v1alpha1".into(),
-                kind: kind.into(),
-                plural: format!("{}s", kind.to_lowercase()),
-                namespaced: true,
-            },
+            kind: served_kind("carto.run", "v1alpha1", kind),
             label_selector: None,
         }
     }

@@ -244,15 +244,7 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
-    fn served(group: &str, version: &str, kind: &str) -> ServedKind {
-        ServedKind {
-            group: group.into(),
-            version: version.into(),
-            kind: kind.into(),
-            plural: format!("{}s", kind.to_lowercase()),
-            namespaced: true,
-        }
-    }
+    use crate::discovery::served_kind as served;
 
     #[test]
     fn only_installed_kinds_get_watches_the_rest_are_not_installed() {

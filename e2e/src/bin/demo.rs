@@ -5,11 +5,9 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use kube::Api;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use tapmon_e2e::{
     Cluster, Operator, Prometheus, ScrapeTarget, apply_files, eventually, load_tap_environment,
-    operator_identity, root,
+    operator_identity, root, tapmonitors,
 };
 
 #[tokio::main]
@@ -44,14 +42,7 @@ async fn main() -> anyhow::Result<()> {
     .await
     .context("starting Prometheus")?;
 
-    let monitors = Api::<DynamicObject>::namespaced_with(
-        cluster.admin.clone(),
-        "tapmon-system",
-        &ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk("tapmon.io", "v1alpha1", "TapMonitor"),
-            "tapmonitors",
-        ),
-    );
+    let monitors = tapmonitors(&cluster.admin);
     let status = eventually("TapMonitor tap Ready", Duration::from_secs(120), || async {
         let m = monitors.get("tap").await.ok()?;
         let status = m.data.get("status")?.clone();
