@@ -550,6 +550,8 @@ pub struct ScrapeTarget<'a> {
     pub addr: SocketAddr,
     /// Metrics path.
     pub path: &'a str,
+    /// The `tap_monitor` label the ServiceMonitor's relabeling stamps, if any.
+    pub tap_monitor: Option<&'a str>,
 }
 
 impl Prometheus {
@@ -564,8 +566,12 @@ impl Prometheus {
             "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\nscrape_configs:\n",
         );
         for t in targets {
+            let labels = t
+                .tap_monitor
+                .map(|m| format!(", labels: {{tap_monitor: '{m}'}}"))
+                .unwrap_or_default();
             config.push_str(&format!(
-                "- job_name: {}\n  honor_labels: true\n  metrics_path: {}\n  static_configs: [{{targets: ['{}']}}]\n",
+                "- job_name: {}\n  honor_labels: true\n  metrics_path: {}\n  static_configs: [{{targets: ['{}']{labels}}}]\n",
                 t.job, t.path, t.addr
             ));
         }

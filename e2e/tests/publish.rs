@@ -56,7 +56,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     // The CRD appears: the ServiceMonitor follows, accepted by the real schema.
     install_crds(
         &cluster.admin,
-        &prometheus_operator_crds(&["servicemonitors"]).unwrap(),
+        &prometheus_operator_crds(&["servicemonitors", "prometheusrules"]).unwrap(),
     )
     .await
     .unwrap();
@@ -86,6 +86,31 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     )
     .await;
 
+    // The PrometheusRule: accepted by the real schema, owned, scoped to this monitor.
+    let rules = dynamic_api(
+        &cluster.admin,
+        Some("tapmon-system"),
+        ("monitoring.coreos.com", "v1", "PrometheusRule"),
+        "prometheusrules",
+    );
+    let rule = eventually(
+        "PrometheusRule created",
+        Duration::from_secs(60),
+        || async { rules.get_opt("tap").await.ok()? },
+    )
+    .await;
+    assert_eq!(
+        rule.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "TapMonitor"
+    );
+    let groups = rule.data["spec"]["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 2);
+    assert!(
+        rule.data["spec"]
+            .to_string()
+            .contains("tap_monitor=\\\"tapmon-system/tap\\\"")
+    );
+
     // Prometheus scraping what the ServiceMonitor describes (its path; loopback address).
     let path = endpoint["path"].as_str().unwrap().to_owned();
     let prometheus = Prometheus::start(
@@ -94,6 +119,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
             job: "tapmon",
             addr: operator.metrics,
             path: &path,
+            tap_monitor: Some("tapmon-system/tap"),
         }],
     )
     .await
@@ -146,15 +172,19 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         .await
         .unwrap();
 
-    // Deleting the TapMonitor: the garbage collector removes its ServiceMonitor.
+    // Deleting the TapMonitor: the garbage collector removes what it published.
     monitors
         .delete("tap", &DeleteParams::default())
         .await
         .unwrap();
     eventually(
-        "ServiceMonitor garbage-collected",
+        "ServiceMonitor and PrometheusRule garbage-collected",
         Duration::from_secs(120),
-        || async { sms.get_opt("tap").await.ok()?.is_none().then_some(()) },
+        || async {
+            let gone = sms.get_opt("tap").await.ok()?.is_none()
+                && rules.get_opt("tap").await.ok()?.is_none();
+            gone.then_some(())
+        },
     )
     .await;
     operator.stop().await;

@@ -11,6 +11,8 @@ use serde_json::json;
 use tapmon_e2e::{
     Prometheus, ScrapeTarget, apply, catalogue_queries, cluster_with_operator, eventually, serial,
 };
+use tapmon_presets::TapGroup;
+use tapmon_publish::rules::{Rule, rule_groups};
 
 /// Catalogue queries with a syntax slip, and their corrected form (README, "Built-in presets").
 fn corrected(what: &str) -> Option<String> {
@@ -36,6 +38,7 @@ async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answ
             job: "tapmon",
             addr: operator.metrics,
             path: "/monitors/tapmon-system/tap/metrics",
+            tap_monitor: Some("tapmon-system/tap"),
         }],
     )
     .await
@@ -188,6 +191,61 @@ async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answ
     assert_eq!(
         ns[0]["metric"]["namespaces_deployed_to"],
         "[dev-team-a dev-team-b prod]"
+    );
+
+    // Every generated rule, scoped to this monitor as its PrometheusRule is, evaluates; the
+    // stage records have series for the fixture workloads.
+    for group in rule_groups(&TapGroup::ALL, Some("tapmon-system/tap")) {
+        for rule in group.rules {
+            match rule {
+                Rule::Record { expr, labels, .. } => {
+                    let result = p
+                        .query(&expr)
+                        .await
+                        .unwrap_or_else(|e| panic!("stage {}: {e}", labels["stage"]));
+                    assert!(
+                        !result.is_empty(),
+                        "stage {} has no series: {expr}",
+                        labels["stage"]
+                    );
+                }
+                Rule::Alert { alert, expr, .. } => {
+                    p.query(&expr)
+                        .await
+                        .unwrap_or_else(|e| panic!("{alert}: {e}"));
+                }
+            }
+        }
+    }
+    // Alerts the fixtures imply, on the condition alone (their `for` is not awaited here).
+    let fires = |expr: &str| {
+        let expr = expr.to_owned();
+        async move { !p.query(&expr).await.unwrap().is_empty() }
+    };
+    let alerts: std::collections::BTreeMap<String, String> =
+        rule_groups(&TapGroup::ALL, Some("tapmon-system/tap"))
+            .into_iter()
+            .flat_map(|g| g.rules)
+            .filter_map(|r| match r {
+                Rule::Alert { alert, expr, .. } => Some((alert, expr)),
+                Rule::Record { .. } => None,
+            })
+            .collect();
+    assert!(
+        fires(&alerts["TapSupplyChainMissing"]).await,
+        "legacy-batch has no supply chain"
+    );
+    assert!(
+        fires(&alerts["TapPackageInstallFailing"]).await,
+        "buildservice fails to reconcile"
+    );
+    assert!(
+        fires(&alerts["TapKnativeLatestRevisionNotReady"]).await,
+        "a service's latest revision is not ready"
+    );
+    assert!(
+        fires(&alerts["TapScanCriticalCVEs"]).await,
+        "a scan has critical CVEs"
     );
     operator.stop().await;
 }

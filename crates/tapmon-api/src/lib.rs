@@ -58,6 +58,31 @@ pub struct TapMonitorSpec {
     /// The Prometheus Operator ServiceMonitor published for this monitor.
     #[serde(default)]
     pub service_monitor: ServiceMonitorSpec,
+    /// The Prometheus Operator PrometheusRule (recording rules and alerts) published for this
+    /// monitor.
+    #[serde(default)]
+    pub prometheus_rule: PrometheusRuleSpec,
+}
+
+/// Whether and how the PrometheusRule of this monitor is published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrometheusRuleSpec {
+    /// Publish a PrometheusRule (when the Prometheus Operator CRD is installed).
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// Labels of the PrometheusRule; kube-prometheus-stack selects `release: <helm release>`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for PrometheusRuleSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: Default::default(),
+        }
+    }
 }
 
 /// How the ServiceMonitor that points Prometheus at this monitor's endpoint looks.

@@ -96,6 +96,7 @@ impl Monitor {
     pub fn source_of(spec: &tapmon_api::TapMonitorSpec) -> tapmon_api::TapMonitorSpec {
         tapmon_api::TapMonitorSpec {
             service_monitor: Default::default(),
+            prometheus_rule: Default::default(),
             ..spec.clone()
         }
     }

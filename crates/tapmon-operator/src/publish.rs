@@ -1,6 +1,6 @@
-//! What a TapMonitor publishes for Prometheus: a Prometheus Operator ServiceMonitor, built by
-//! a pure function, server-side applied with one field manager, owned by the TapMonitor so
-//! garbage collection removes it with the monitor.
+//! What a TapMonitor publishes for Prometheus: a Prometheus Operator ServiceMonitor and a
+//! PrometheusRule, each built by a pure function, server-side applied with one field manager,
+//! owned by the TapMonitor so garbage collection removes them with the monitor.
 
 use std::collections::BTreeMap;
 
@@ -41,30 +41,49 @@ pub fn metrics_path(namespace: &str, name: &str) -> String {
     format!("/monitors/{namespace}/{name}/metrics")
 }
 
+/// Metadata of an object the TapMonitor owns: its name and namespace, the user's labels plus
+/// ours, and a controller owner reference.
+fn owned_metadata(m: &TapMonitor, user_labels: &BTreeMap<String, String>) -> Value {
+    let name = m.name_any();
+    let mut labels = user_labels.clone();
+    labels.insert("app.kubernetes.io/managed-by".into(), "tapmon".into());
+    labels.insert("tapmon.io/monitor".into(), name.clone());
+    json!({
+        "name": name,
+        "namespace": m.namespace().unwrap_or_default(),
+        "labels": labels,
+        "ownerReferences": [{
+            "apiVersion": "tapmon.io/v1alpha1",
+            "kind": "TapMonitor",
+            "name": name,
+            "uid": m.uid().unwrap_or_default(),
+            "controller": true,
+            "blockOwnerDeletion": true
+        }]
+    })
+}
+
+/// The PrometheusRule of a TapMonitor: the rules of its enabled groups, limited to its series.
+pub fn prometheus_rule(m: &TapMonitor) -> Value {
+    let scope = format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any());
+    let groups = tapmon_publish::rules::rule_groups(&m.spec.groups.enabled(), Some(&scope));
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": owned_metadata(m, &m.spec.prometheus_rule.labels),
+        "spec": {"groups": groups}
+    })
+}
+
 /// The ServiceMonitor of a TapMonitor.
 pub fn service_monitor(m: &TapMonitor, service: &OperatorService) -> Value {
     let namespace = m.namespace().unwrap_or_default();
     let name = m.name_any();
     let spec = &m.spec.service_monitor;
-    let mut labels: BTreeMap<String, String> = spec.labels.clone();
-    labels.insert("app.kubernetes.io/managed-by".into(), "tapmon".into());
-    labels.insert("tapmon.io/monitor".into(), name.clone());
     json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": labels,
-            "ownerReferences": [{
-                "apiVersion": "tapmon.io/v1alpha1",
-                "kind": "TapMonitor",
-                "name": name,
-                "uid": m.uid().unwrap_or_default(),
-                "controller": true,
-                "blockOwnerDeletion": true
-            }]
-        },
+        "metadata": owned_metadata(m, &spec.labels),
         "spec": {
             "selector": {"matchLabels": service.labels},
             "namespaceSelector": {"matchNames": [service.namespace]},
@@ -86,48 +105,74 @@ pub fn service_monitor(m: &TapMonitor, service: &OperatorService) -> Value {
     })
 }
 
-/// What became of the ServiceMonitor.
+/// The Prometheus Operator kinds a TapMonitor publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `ServiceMonitor`.
+    ServiceMonitor,
+    /// `PrometheusRule`.
+    PrometheusRule,
+}
+
+impl Kind {
+    /// The kind's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::ServiceMonitor => "ServiceMonitor",
+            Kind::PrometheusRule => "PrometheusRule",
+        }
+    }
+
+    fn plural(self) -> &'static str {
+        match self {
+            Kind::ServiceMonitor => "servicemonitors",
+            Kind::PrometheusRule => "prometheusrules",
+        }
+    }
+}
+
+/// What became of a published object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Published {
     /// Applied.
     Applied,
-    /// `serviceMonitor.enabled: false`; any earlier one was deleted.
+    /// Disabled in the spec; any earlier one was deleted.
     Disabled,
-    /// The ServiceMonitor CRD is not installed; it is applied when it appears.
+    /// Its CRD is not installed; it is applied when the CRD appears.
     NotInstalled,
     /// The API server refused it (e.g. a label value Kubernetes rejects).
     Failed(String),
 }
 
-fn api(client: &Client, namespace: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(
-        &GroupVersionKind::gvk(MONITORING_GROUP, "v1", "ServiceMonitor"),
-        "servicemonitors",
-    );
-    Api::namespaced_with(client.clone(), namespace, &ar)
-}
-
-/// Makes the cluster hold the ServiceMonitor `m` asks for (or none).
-pub async fn apply_service_monitor(
+/// Makes the cluster hold `desired`, an object of `kind` owned by `m`; with `None` (disabled),
+/// deletes any earlier one.
+pub async fn apply_owned(
     client: &Client,
     m: &TapMonitor,
-    service: &OperatorService,
+    kind: Kind,
+    desired: Option<Value>,
     installed: bool,
 ) -> Published {
     if !installed {
         return Published::NotInstalled;
     }
     let namespace = m.namespace().unwrap_or_default();
-    let api = api(client, &namespace);
+    let gvk = GroupVersionKind::gvk(MONITORING_GROUP, "v1", kind.name());
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &ApiResource::from_gvk_with_plural(&gvk, kind.plural()),
+    );
     let name = m.name_any();
-    if !m.spec.service_monitor.enabled {
+    let Some(desired) = desired else {
         return match api.delete(&name, &DeleteParams::default()).await {
             Ok(_) => Published::Disabled,
             Err(kube::Error::Api(s)) if s.code == 404 => Published::Disabled,
-            Err(e) => Published::Failed(format!("deleting ServiceMonitor {namespace}/{name}: {e}")),
+            Err(e) => {
+                Published::Failed(format!("deleting {} {namespace}/{name}: {e}", kind.name()))
+            }
         };
-    }
-    let desired = service_monitor(m, service);
+    };
     match api
         .patch(
             &name,
@@ -137,7 +182,7 @@ pub async fn apply_service_monitor(
         .await
     {
         Ok(_) => Published::Applied,
-        Err(e) => Published::Failed(format!("applying ServiceMonitor {namespace}/{name}: {e}")),
+        Err(e) => Published::Failed(format!("applying {} {namespace}/{name}: {e}", kind.name())),
     }
 }
 
@@ -177,5 +222,25 @@ mod tests {
             }
         });
         assert_eq!(sm, expected);
+    }
+
+    #[test]
+    fn the_prometheus_rule_holds_the_scoped_rules_of_enabled_groups() {
+        let m: TapMonitor = serde_json::from_value(json!({
+            "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+            "metadata": {"name": "tap", "namespace": "platform", "uid": "1234"},
+            "spec": {"groups": {"kpack": {"enabled": false}}, "prometheusRule": {"labels": {"release": "kps"}}}
+        }))
+        .unwrap();
+        let rule = prometheus_rule(&m);
+        assert_eq!(rule["metadata"]["labels"]["release"], "kps");
+        assert_eq!(rule["metadata"]["ownerReferences"][0]["uid"], "1234");
+        let text = rule["spec"].to_string();
+        assert!(text.contains("tap_monitor=\\\"platform/tap\\\""), "{text}");
+        assert!(
+            !text.contains("TapBuildFailing") && !text.contains("kpack_"),
+            "kpack disabled"
+        );
+        assert!(text.contains("TapWorkloadNotReady"));
     }
 }

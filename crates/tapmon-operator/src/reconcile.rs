@@ -163,17 +163,41 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
     monitor.rebind(&plan.watches);
     ctx.state.registry.sync(&monitor, &plan.watches);
 
-    // Publish the ServiceMonitor, when the Prometheus Operator CRD is there.
-    let installed = !discovery
-        .resolve(MONITORING_GROUP, "v1", "ServiceMonitor")
-        .is_empty();
-    let published = publish::apply_service_monitor(&ctx.client, m, &ctx.service, installed).await;
+    // Publish the ServiceMonitor and PrometheusRule, when the Prometheus Operator CRDs are there.
+    let served = |kind: publish::Kind| {
+        !discovery
+            .resolve(MONITORING_GROUP, "v1", kind.name())
+            .is_empty()
+    };
+    let published = [
+        (
+            publish::Kind::ServiceMonitor,
+            m.spec
+                .service_monitor
+                .enabled
+                .then(|| publish::service_monitor(m, &ctx.service)),
+        ),
+        (
+            publish::Kind::PrometheusRule,
+            m.spec
+                .prometheus_rule
+                .enabled
+                .then(|| publish::prometheus_rule(m)),
+        ),
+    ];
+    let mut outcomes = Vec::new();
+    for (kind, desired) in published {
+        let outcome = publish::apply_owned(&ctx.client, m, kind, desired, served(kind)).await;
+        outcomes.push((kind, outcome));
+    }
 
     // Status.
     let mut status = build_status(&monitor, &plan, &ctx.state.registry, generation, &previous);
-    status
-        .conditions
-        .push(service_monitor_condition(&published, generation, &previous));
+    for (kind, outcome) in &outcomes {
+        status
+            .conditions
+            .push(published_condition(*kind, outcome, generation, &previous));
+    }
     announce(ctx, m, &previous, &status).await;
     patch_status(api, &key, &status).await?;
     lock(&ctx.failures).remove(&key);
@@ -289,30 +313,32 @@ async fn announce(
             });
         }
     }
-    let sm = |s: &TapMonitorStatus| {
-        s.conditions
-            .iter()
-            .find(|c| c.type_ == "ServiceMonitor")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    };
-    if let Some((reason, message)) = sm(after)
-        && sm(before).map(|b| b.0) != Some(reason.clone())
-    {
-        events.push(Event {
-            type_: if reason == "ApplyFailed" {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: format!("ServiceMonitor{reason}"),
-            note: Some(if message.is_empty() {
-                "ServiceMonitor applied".to_owned()
-            } else {
-                truncate(&message, 1000)
-            }),
-            action: "Publish".into(),
-            secondary: None,
-        });
+    for kind in [publish::Kind::ServiceMonitor, publish::Kind::PrometheusRule] {
+        let of = |s: &TapMonitorStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == kind.name())
+                .map(|c| (c.reason.clone(), c.message.clone()))
+        };
+        if let Some((reason, message)) = of(after)
+            && of(before).map(|b| b.0) != Some(reason.clone())
+        {
+            events.push(Event {
+                type_: if reason == "ApplyFailed" {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: format!("{}{reason}", kind.name()),
+                note: Some(if message.is_empty() {
+                    format!("{} applied", kind.name())
+                } else {
+                    truncate(&message, 1000)
+                }),
+                action: "Publish".into(),
+                secondary: None,
+            });
+        }
     }
     let reference = m.object_ref(&());
     for event in events {
@@ -363,22 +389,30 @@ fn now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
 }
 
-fn service_monitor_condition(
+fn published_condition(
+    kind: publish::Kind,
     published: &Published,
     generation: i64,
     previous: &TapMonitorStatus,
 ) -> Condition {
+    let k = kind.name();
     let (ok, reason, message) = match published {
         Published::Applied => (true, "Applied", String::new()),
-        Published::Disabled => (false, "Disabled", "serviceMonitor.enabled is false".to_owned()),
+        Published::Disabled => (
+            false,
+            "Disabled",
+            format!("disabled in the spec; no {k} is published"),
+        ),
         Published::NotInstalled => (
             false,
             "CRDNotInstalled",
-            "the Prometheus Operator's ServiceMonitor CRD (monitoring.coreos.com/v1) is not installed; the ServiceMonitor is created when it is".to_owned(),
+            format!(
+                "the Prometheus Operator's {k} CRD (monitoring.coreos.com/v1) is not installed; the {k} is created when it is"
+            ),
         ),
         Published::Failed(m) => (false, "ApplyFailed", truncate(m, 1000)),
     };
-    condition("ServiceMonitor", ok, reason, &message, generation, previous)
+    condition(k, ok, reason, &message, generation, previous)
 }
 
 fn stalled_status(

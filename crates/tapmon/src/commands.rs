@@ -193,3 +193,34 @@ pub fn docs(out: &mut impl Write) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Writes the recording and alerting rules of `groups` (all when empty) as a Prometheus rule
+/// file; with `monitor`, scoped to that TapMonitor's series.
+pub fn rules(
+    groups: &[TapGroup],
+    monitor: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct RuleFile {
+        groups: Vec<tapmon_publish::rules::RuleGroup>,
+    }
+    let groups = if groups.is_empty() {
+        TapGroup::ALL.to_vec()
+    } else {
+        groups.to_vec()
+    };
+    let file = RuleFile {
+        groups: tapmon_publish::rules::rule_groups(&groups, monitor),
+    };
+    writeln!(
+        out,
+        "# tapmon recording and alerting rules (runbooks: docs/runbooks/)."
+    )?;
+    out.write_all(
+        serde_saphyr::to_string(&file)
+            .context("writing the rules as YAML")?
+            .as_bytes(),
+    )?;
+    Ok(())
+}

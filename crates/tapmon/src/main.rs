@@ -50,6 +50,15 @@ enum Command {
         #[arg(long = "version-of", value_name = "API_GROUP=VERSION")]
         versions: Vec<String>,
     },
+    /// Print the recording and alerting rules, as a Prometheus rule file.
+    Rules {
+        /// Only these groups (repeatable); all when absent.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<TapGroup>,
+        /// Limit every selector to one TapMonitor's series (`tap_monitor="NAMESPACE/NAME"`).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        monitor: Option<String>,
+    },
     /// Print the reference of every built-in metric family (Markdown).
     Docs,
     /// Print the TapMonitor CustomResourceDefinition.
@@ -112,6 +121,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 pinned.insert(group.to_owned(), version.to_owned());
             }
             commands::presets(&groups, &pinned, &mut out)?;
+        }
+        Command::Rules { groups, monitor } => {
+            commands::rules(&groups, monitor.as_deref(), &mut out)?
         }
         Command::Docs => commands::docs(&mut out)?,
         Command::Crd => out.write_all(tapmon_api::crd_yaml()?.as_bytes())?,

@@ -37,6 +37,7 @@ async fn main() -> anyhow::Result<()> {
             job: "tapmon",
             addr: operator.metrics,
             path,
+            tap_monitor: Some("tapmon-system/tap"),
         }],
     )
     .await

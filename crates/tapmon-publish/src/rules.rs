@@ -1,0 +1,336 @@
+//! Recording rules that roll each workload's supply chain into one series per stage, and alerts
+//! on the states a platform team acts on.
+//!
+//! Every selector can be scoped to one TapMonitor's series (`tap_monitor="ns/name"`, stamped by
+//! its ServiceMonitor), so two monitors never evaluate or alert on each other's series.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use tapmon_presets::TapGroup;
+
+/// Where runbooks live; each alert links `<base>/<AlertName>.md`.
+pub const RUNBOOK_BASE: &str = "https://github.com/tapmon/tapmon/blob/main/docs/runbooks";
+
+/// The recording rule every stage writes into.
+pub const STAGE_RECORD: &str = "tap:workload_stage:status";
+
+/// A Prometheus rule group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleGroup {
+    /// Group name.
+    pub name: String,
+    /// The rules, evaluated in order.
+    pub rules: Vec<Rule>,
+}
+
+/// A recording or alerting rule, serialised as Prometheus and the Prometheus Operator read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Rule {
+    /// A recording rule.
+    Record {
+        /// The series written.
+        record: String,
+        /// PromQL.
+        expr: String,
+        /// Labels added.
+        labels: BTreeMap<String, String>,
+    },
+    /// An alerting rule.
+    Alert {
+        /// Alert name.
+        alert: String,
+        /// PromQL.
+        expr: String,
+        /// How long the condition must hold.
+        #[serde(rename = "for")]
+        for_: String,
+        /// `severity`.
+        labels: BTreeMap<String, String>,
+        /// `summary`, `description`, `runbook_url`.
+        annotations: BTreeMap<String, String>,
+    },
+}
+
+/// One stage of a workload's supply chain: which group feeds it and how.
+struct Stage {
+    name: &'static str,
+    group: TapGroup,
+    /// PromQL with `{S}` where the scope matcher goes (right after `{`).
+    expr: &'static str,
+}
+
+/// The stages, in supply-chain order. Values: 1 healthy, 0 failing, -1 unknown.
+const STAGES: [Stage; 9] = [
+    Stage {
+        name: "source",
+        group: TapGroup::Flux,
+        expr: r#"max by (namespace, workload) (flux_git_repository_status{S type="Ready", owner_type="Workload"})"#,
+    },
+    Stage {
+        name: "tests",
+        group: TapGroup::Tekton,
+        expr: r#"max by (namespace, workload) (tekton_pipeline_run_status{S type="Succeeded"})"#,
+    },
+    Stage {
+        name: "build",
+        group: TapGroup::Kpack,
+        expr: r#"max by (namespace, workload) (kpack_image_status{S type="Ready"})"#,
+    },
+    Stage {
+        name: "scan",
+        group: TapGroup::Scanning,
+        expr: r#"min by (namespace, workload) ({S __name__=~"scst_(image|source)_scan_status", type=~"Succeeded|PolicySucceeded"})"#,
+    },
+    Stage {
+        name: "config",
+        group: TapGroup::Tekton,
+        expr: r#"max by (namespace, workload) (tekton_task_run_status{S component="config-writer", type="Succeeded"})"#,
+    },
+    Stage {
+        name: "workload",
+        group: TapGroup::Cartographer,
+        expr: r#"max by (namespace, workload) (label_replace(cartographer_workload_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#,
+    },
+    Stage {
+        name: "delivery",
+        group: TapGroup::Cartographer,
+        expr: r#"max by (namespace, workload) (label_replace(cartographer_deliverable_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#,
+    },
+    Stage {
+        name: "runtime",
+        group: TapGroup::Knative,
+        expr: r#"max by (namespace, workload) (knative_service_status{S type="Ready"})"#,
+    },
+    Stage {
+        name: "bindings",
+        group: TapGroup::ServiceBindings,
+        expr: r#"min by (namespace, workload) (service_binding_status{S type="Ready"})"#,
+    },
+];
+
+/// The stages a set of groups can fill, by name.
+pub fn stages(groups: &[TapGroup]) -> Vec<&'static str> {
+    STAGES
+        .iter()
+        .filter(|s| groups.contains(&s.group))
+        .map(|s| s.name)
+        .collect()
+}
+
+struct AlertDef {
+    name: &'static str,
+    group: TapGroup,
+    severity: &'static str,
+    for_: &'static str,
+    expr: &'static str,
+    summary: &'static str,
+    description: &'static str,
+}
+
+const LATEST_NOT_READY: &str = r#"knative_service_info{S} unless ignoring(__dst__) (label_replace(knative_service_info{S}, "__dst__", "$1", "latest_created_revision", "(.*)") == label_replace(knative_service_info{S}, "__dst__", "$1", "latest_ready_revision", "(.*)"))"#;
+
+const ALERTS: [AlertDef; 10] = [
+    AlertDef {
+        name: "TapWorkloadNotReady",
+        group: TapGroup::Cartographer,
+        severity: "warning",
+        for_: "15m",
+        expr: r#"cartographer_workload_status{S type="Ready", status="False"}"#,
+        summary: "Workload {{ $labels.namespace }}/{{ $labels.name }} is not ready",
+        description: "Its Ready condition has been False for 15 minutes: {{ $labels.reason }}: {{ $labels.message }}",
+    },
+    AlertDef {
+        name: "TapSupplyChainMissing",
+        group: TapGroup::Cartographer,
+        severity: "warning",
+        for_: "5m",
+        expr: r#"cartographer_workload_status{S type="SupplyChainReady", status="False"}"#,
+        summary: "Workload {{ $labels.namespace }}/{{ $labels.name }} matches no supply chain",
+        description: "No ClusterSupplyChain selects it ({{ $labels.reason }}); nothing is built or deployed.",
+    },
+    AlertDef {
+        name: "TapBuildFailing",
+        group: TapGroup::Kpack,
+        severity: "warning",
+        for_: "15m",
+        expr: r#"kpack_image_status{S type="Ready", status="False"}"#,
+        summary: "Builds of {{ $labels.namespace }}/{{ $labels.name }} are failing",
+        description: "The kpack Image is not Ready: its latest build failed ({{ $labels.reason }}).",
+    },
+    AlertDef {
+        name: "TapTestsFailing",
+        group: TapGroup::Tekton,
+        severity: "warning",
+        for_: "15m",
+        expr: r#"max by (namespace, workload) (tekton_pipeline_run_status{S type="Succeeded"}) == 0"#,
+        summary: "Tests of workload {{ $labels.namespace }}/{{ $labels.workload }} are failing",
+        description: "None of its testing pipeline runs succeeded.",
+    },
+    AlertDef {
+        name: "TapScanCriticalCVEs",
+        group: TapGroup::Scanning,
+        severity: "critical",
+        for_: "0m",
+        expr: r#"{S __name__=~"scst_(image|source)_scan_info", critical_cve_count!~"0|"}"#,
+        summary: "{{ $labels.namespace }}/{{ $labels.name }} has {{ $labels.critical_cve_count }} critical CVEs",
+        description: "A supply chain scan of workload {{ $labels.workload }} found critical vulnerabilities.",
+    },
+    AlertDef {
+        name: "TapSourceFetchFailing",
+        group: TapGroup::Flux,
+        severity: "warning",
+        for_: "15m",
+        expr: r#"flux_git_repository_status{S type="Ready", status="False"}"#,
+        summary: "Source {{ $labels.namespace }}/{{ $labels.name }} cannot be fetched",
+        description: "The Flux GitRepository of {{ $labels.owner_type }} {{ $labels.owner }} is not Ready: {{ $labels.reason }}: {{ $labels.message }}",
+    },
+    AlertDef {
+        name: "TapPackageInstallFailing",
+        group: TapGroup::Carvel,
+        severity: "critical",
+        for_: "15m",
+        expr: r#"carvel_packageinstall_info{S type="ReconcileFailed", status="True"}"#,
+        summary: "Package install {{ $labels.namespace }}/{{ $labels.name }} fails to reconcile",
+        description: "kapp-controller cannot reconcile {{ $labels.package_name }} {{ $labels.package_version }}.",
+    },
+    AlertDef {
+        name: "TapKnativeLatestRevisionNotReady",
+        group: TapGroup::Knative,
+        severity: "warning",
+        for_: "15m",
+        expr: LATEST_NOT_READY,
+        summary: "The latest revision of Knative service {{ $labels.namespace }}/{{ $labels.name }} is not ready",
+        description: "{{ $labels.latest_created_revision }} was created but traffic still goes to {{ $labels.latest_ready_revision }}.",
+    },
+    AlertDef {
+        name: "TapDeliverableFailing",
+        group: TapGroup::Cartographer,
+        severity: "warning",
+        for_: "15m",
+        expr: r#"cartographer_deliverable_status{S type="Ready", status="False"}"#,
+        summary: "Deliverable {{ $labels.namespace }}/{{ $labels.name }} is failing",
+        description: "Its Ready condition is False: {{ $labels.reason }}: {{ $labels.message }}",
+    },
+    AlertDef {
+        name: "TapClaimNotReady",
+        group: TapGroup::ServicesToolkit,
+        severity: "warning",
+        for_: "15m",
+        expr: r#"stk_class_claim_status{S type="Ready", status!="True"}"#,
+        summary: "Class claim {{ $labels.namespace }}/{{ $labels.name }} is not ready",
+        description: "Its Ready condition is {{ $labels.status }}: {{ $labels.reason }}: {{ $labels.message }}",
+    },
+];
+
+/// Names of every alert, for docs and tests.
+pub fn alert_names() -> Vec<&'static str> {
+    ALERTS.iter().map(|a| a.name).collect()
+}
+
+fn scoped(expr: &str, scope: Option<&str>) -> String {
+    let matcher = scope
+        .map(|s| {
+            format!(
+                "tap_monitor=\"{}\", ",
+                s.replace('\\', "\\\\").replace('"', "\\\"")
+            )
+        })
+        .unwrap_or_default();
+    expr.replace("{S ", &format!("{{{matcher}"))
+        .replace("{S}", &format!("{{{}}}", matcher.trim_end_matches(", ")))
+}
+
+/// The rule groups for `groups`; with `scope`, every selector is limited to the series of
+/// that TapMonitor (`namespace/name`).
+pub fn rule_groups(groups: &[TapGroup], scope: Option<&str>) -> Vec<RuleGroup> {
+    let records: Vec<Rule> = STAGES
+        .iter()
+        .filter(|s| groups.contains(&s.group))
+        .map(|s| Rule::Record {
+            record: STAGE_RECORD.into(),
+            expr: scoped(s.expr, scope),
+            labels: BTreeMap::from([("stage".into(), s.name.into())]),
+        })
+        .collect();
+    let alerts: Vec<Rule> = ALERTS
+        .iter()
+        .filter(|a| groups.contains(&a.group))
+        .map(|a| Rule::Alert {
+            alert: a.name.into(),
+            expr: scoped(a.expr, scope),
+            for_: a.for_.into(),
+            labels: BTreeMap::from([("severity".into(), a.severity.into())]),
+            annotations: BTreeMap::from([
+                ("summary".into(), a.summary.into()),
+                ("description".into(), a.description.into()),
+                (
+                    "runbook_url".into(),
+                    format!("{RUNBOOK_BASE}/{}.md", a.name),
+                ),
+            ]),
+        })
+        .collect();
+    [("tap.workload-stages", records), ("tap.alerts", alerts)]
+        .into_iter()
+        .filter(|(_, rules)| !rules.is_empty())
+        .map(|(name, rules)| RuleGroup {
+            name: name.into(),
+            rules,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scoping_adds_the_monitor_matcher_to_every_selector() {
+        assert_eq!(
+            scoped(r#"a{S type="x"} unless b{S}"#, Some("ns/tap")),
+            r#"a{tap_monitor="ns/tap", type="x"} unless b{tap_monitor="ns/tap"}"#
+        );
+        assert_eq!(
+            scoped(r#"a{S type="x"} unless b{S}"#, None),
+            r#"a{type="x"} unless b{}"#
+        );
+        for group in rule_groups(&TapGroup::ALL, Some("ns/tap")) {
+            for rule in group.rules {
+                let expr = match rule {
+                    Rule::Record { expr, .. } | Rule::Alert { expr, .. } => expr,
+                };
+                assert!(!expr.contains("{S"), "{expr}");
+                assert!(expr.contains("tap_monitor=\"ns/tap\""), "{expr}");
+            }
+        }
+    }
+
+    #[test]
+    fn only_enabled_groups_get_rules() {
+        let groups = rule_groups(&[TapGroup::Kpack], None);
+        let names: Vec<String> = groups
+            .iter()
+            .flat_map(|g| g.rules.iter())
+            .map(|r| match r {
+                Rule::Record { labels, .. } => labels["stage"].clone(),
+                Rule::Alert { alert, .. } => alert.clone(),
+            })
+            .collect();
+        assert_eq!(names, ["build", "TapBuildFailing"]);
+        assert!(rule_groups(&[], None).is_empty());
+        assert_eq!(stages(&TapGroup::ALL).len(), 9);
+    }
+
+    #[test]
+    fn every_alert_has_a_runbook() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/runbooks");
+        for name in alert_names() {
+            let page = dir.join(format!("{name}.md"));
+            let text = std::fs::read_to_string(&page)
+                .unwrap_or_else(|_| panic!("{} missing", page.display()));
+            assert!(text.starts_with(&format!("# {name}")), "{name}");
+        }
+    }
+}
