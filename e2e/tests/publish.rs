@@ -25,8 +25,11 @@ fn condition(m: &DynamicObject, type_: &str) -> Option<(String, String)> {
 
 fn monitor(labels: Value) -> Value {
     json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-        "metadata": {"name": "tap", "namespace": "tapmon-system"},
-        "spec": {"serviceMonitor": {"labels": labels, "interval": "15s"}}})
+    "metadata": {"name": "tap", "namespace": "tapmon-system"},
+    "spec": {
+        "serviceMonitor": {"labels": labels, "interval": "15s"},
+        "dashboard": {"labels": {"grafana_dashboard": "1", "release": labels["release"]}}
+    }})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +141,41 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     )
     .await;
 
-    // Changing the labels updates the same object in place.
+    // The dashboards: one ConfigMap each, labelled for the Grafana sidecar, in a folder, valid
+    // JSON under the ConfigMap limit, data keys naming the monitor.
+    let configmaps = dynamic_api(
+        &cluster.admin,
+        Some("tapmon-system"),
+        ("", "v1", "ConfigMap"),
+        "configmaps",
+    );
+    let mut dashboard_uids = Vec::new();
+    for slug in ["overview", "supply-chain"] {
+        let cm = eventually("dashboard ConfigMap", Duration::from_secs(60), || async {
+            configmaps.get_opt(&format!("tap-{slug}")).await.ok()?
+        })
+        .await;
+        assert_eq!(
+            cm.metadata.labels.as_ref().unwrap()["grafana_dashboard"],
+            "1"
+        );
+        assert_eq!(
+            cm.metadata.annotations.as_ref().unwrap()["grafana_folder"],
+            "TAP"
+        );
+        assert_eq!(
+            cm.metadata.owner_references.as_ref().unwrap()[0].kind,
+            "TapMonitor"
+        );
+        let key = format!("tapmon-tapmon-system-tap-{slug}.json");
+        let text = cm.data["data"][&key].as_str().unwrap();
+        assert!(text.len() < 1 << 20);
+        let board: Value = serde_json::from_str(text).unwrap();
+        assert!(board["uid"].as_str().unwrap().len() <= 40);
+        dashboard_uids.push(cm.metadata.uid.clone());
+    }
+
+    // Changing the labels updates the same objects in place.
     let uid = sm.metadata.uid.clone();
     apply(&cluster.admin, monitor(json!({"release": "other"})), None)
         .await
@@ -148,7 +185,12 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         Duration::from_secs(60),
         || async {
             let sm = sms.get("tap").await.ok()?;
-            (sm.metadata.labels.as_ref()?.get("release")? == "other" && sm.metadata.uid == uid)
+            let cm = configmaps.get("tap-overview").await.ok()?;
+            let dashboard_relabeled = cm.metadata.labels.as_ref()?.get("release")? == "other"
+                && cm.metadata.uid == dashboard_uids[0];
+            (sm.metadata.labels.as_ref()?.get("release")? == "other"
+                && sm.metadata.uid == uid
+                && dashboard_relabeled)
                 .then_some(())
         },
     )

@@ -62,6 +62,51 @@ pub struct TapMonitorSpec {
     /// monitor.
     #[serde(default)]
     pub prometheus_rule: PrometheusRuleSpec,
+    /// The Grafana dashboards published for this monitor, as ConfigMaps for the Grafana sidecar.
+    #[serde(default)]
+    pub dashboard: DashboardSpec,
+}
+
+/// How the dashboards of this monitor are published: one ConfigMap per dashboard, labelled so
+/// the Grafana sidecar (as in kube-prometheus-stack) loads them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DashboardSpec {
+    /// Publish the dashboards.
+    #[serde(default = "enabled_default")]
+    pub enabled: bool,
+    /// Labels of the ConfigMaps: what the sidecar's `label`/`labelValue` select.
+    #[serde(default = "default_dashboard_labels")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Annotation naming the Grafana folder (the sidecar's `folderAnnotation`).
+    #[serde(default = "default_folder_annotation")]
+    pub folder_annotation: String,
+    /// The folder.
+    #[serde(default = "default_folder")]
+    pub folder: String,
+}
+
+impl Default for DashboardSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            labels: default_dashboard_labels(),
+            folder_annotation: default_folder_annotation(),
+            folder: default_folder(),
+        }
+    }
+}
+
+fn default_dashboard_labels() -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([("grafana_dashboard".to_owned(), "1".to_owned())])
+}
+
+fn default_folder_annotation() -> String {
+    "grafana_folder".into()
+}
+
+fn default_folder() -> String {
+    "TAP".into()
 }
 
 /// Whether and how the PrometheusRule of this monitor is published.

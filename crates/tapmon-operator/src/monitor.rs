@@ -97,6 +97,7 @@ impl Monitor {
         tapmon_api::TapMonitorSpec {
             service_monitor: Default::default(),
             prometheus_rule: Default::default(),
+            dashboard: Default::default(),
             ..spec.clone()
         }
     }

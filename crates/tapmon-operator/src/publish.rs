@@ -105,6 +105,91 @@ pub fn service_monitor(m: &TapMonitor, service: &OperatorService) -> Value {
     })
 }
 
+/// Largest ConfigMap the API server stores.
+pub const CONFIGMAP_LIMIT: usize = 1 << 20;
+
+/// The ConfigMaps holding a TapMonitor's dashboards, one dashboard each; data keys carry the
+/// monitor's namespace and name, so they are unique across the cluster. A dashboard over the
+/// ConfigMap limit is an error naming its size.
+pub fn dashboard_configmaps(m: &TapMonitor) -> Result<Vec<Value>, String> {
+    let namespace = m.namespace().unwrap_or_default();
+    let name = m.name_any();
+    let spec = &m.spec.dashboard;
+    let scope = format!("{namespace}/{name}");
+    tapmon_publish::dashboards::dashboards(&m.spec.groups.enabled(), Some(&scope))
+        .into_iter()
+        .map(|d| {
+            let json = serde_json::to_string(&d.json).map_err(|e| e.to_string())?;
+            if json.len() >= CONFIGMAP_LIMIT {
+                return Err(format!(
+                    "dashboard {} is {} bytes, over the {CONFIGMAP_LIMIT}-byte ConfigMap limit",
+                    d.slug,
+                    json.len()
+                ));
+            }
+            let mut metadata = owned_metadata(m, &spec.labels);
+            metadata["name"] = json!(format!("{name}-{}", d.slug));
+            metadata["annotations"] = json!({ spec.folder_annotation.clone(): spec.folder });
+            Ok(json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": metadata,
+                "data": { format!("tapmon-{namespace}-{name}-{}.json", d.slug): json }
+            }))
+        })
+        .collect()
+}
+
+/// Makes the cluster hold a TapMonitor's dashboard ConfigMaps, or none when disabled.
+pub async fn apply_dashboards(client: &Client, m: &TapMonitor) -> Published {
+    let namespace = m.namespace().unwrap_or_default();
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "ConfigMap"),
+            "configmaps",
+        ),
+    );
+    let slugs = ["overview", "supply-chain"];
+    if !m.spec.dashboard.enabled {
+        for slug in slugs {
+            let name = format!("{}-{slug}", m.name_any());
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => {
+                    return Published::Failed(format!(
+                        "deleting ConfigMap {namespace}/{name}: {e}"
+                    ));
+                }
+            }
+        }
+        return Published::Disabled;
+    }
+    let configmaps = match dashboard_configmaps(m) {
+        Ok(c) => c,
+        Err(e) => return Published::Failed(e),
+    };
+    for cm in configmaps {
+        let name = cm["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let Err(e) = api
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&cm),
+            )
+            .await
+        {
+            return Published::Failed(format!("applying ConfigMap {namespace}/{name}: {e}"));
+        }
+    }
+    Published::Applied
+}
+
 /// The Prometheus Operator kinds a TapMonitor publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

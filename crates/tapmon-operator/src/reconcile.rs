@@ -188,15 +188,19 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
     let mut outcomes = Vec::new();
     for (kind, desired) in published {
         let outcome = publish::apply_owned(&ctx.client, m, kind, desired, served(kind)).await;
-        outcomes.push((kind, outcome));
+        outcomes.push((kind.name(), outcome));
     }
+    outcomes.push((
+        "Dashboards",
+        publish::apply_dashboards(&ctx.client, m).await,
+    ));
 
     // Status.
     let mut status = build_status(&monitor, &plan, &ctx.state.registry, generation, &previous);
     for (kind, outcome) in &outcomes {
         status
             .conditions
-            .push(published_condition(*kind, outcome, generation, &previous));
+            .push(published_condition(kind, outcome, generation, &previous));
     }
     announce(ctx, m, &previous, &status).await;
     patch_status(api, &key, &status).await?;
@@ -313,11 +317,11 @@ async fn announce(
             });
         }
     }
-    for kind in [publish::Kind::ServiceMonitor, publish::Kind::PrometheusRule] {
+    for kind in ["ServiceMonitor", "PrometheusRule", "Dashboards"] {
         let of = |s: &TapMonitorStatus| {
             s.conditions
                 .iter()
-                .find(|c| c.type_ == kind.name())
+                .find(|c| c.type_ == kind)
                 .map(|c| (c.reason.clone(), c.message.clone()))
         };
         if let Some((reason, message)) = of(after)
@@ -329,9 +333,9 @@ async fn announce(
                 } else {
                     EventType::Normal
                 },
-                reason: format!("{}{reason}", kind.name()),
+                reason: format!("{kind}{reason}"),
                 note: Some(if message.is_empty() {
-                    format!("{} applied", kind.name())
+                    format!("{kind} applied")
                 } else {
                     truncate(&message, 1000)
                 }),
@@ -390,12 +394,12 @@ fn now() -> k8s_openapi::jiff::Timestamp {
 }
 
 fn published_condition(
-    kind: publish::Kind,
+    kind: &str,
     published: &Published,
     generation: i64,
     previous: &TapMonitorStatus,
 ) -> Condition {
-    let k = kind.name();
+    let k = kind;
     let (ok, reason, message) = match published {
         Published::Applied => (true, "Applied", String::new()),
         Published::Disabled => (

@@ -1,5 +1,6 @@
 //! What tapmon publishes beside the metrics, generated from the TAP groups a monitor enables:
-//! Prometheus recording and alerting rules. Pure: the operator wraps them in a PrometheusRule,
-//! `tapmon rules` prints them.
+//! Prometheus recording and alerting rules, and Grafana dashboards. Pure: the operator wraps
+//! them in a PrometheusRule and ConfigMaps; `tapmon rules` and `tapmon dashboards` print them.
 
+pub mod dashboards;
 pub mod rules;

@@ -110,6 +110,16 @@ const STAGES: [Stage; 9] = [
     },
 ];
 
+/// The stage expressions a set of groups can fill, unscoped: `{S ` marks where scope matchers
+/// go (`{S}` for a selector without matchers of its own).
+pub fn stage_templates(groups: &[TapGroup]) -> Vec<(&'static str, &'static str)> {
+    STAGES
+        .iter()
+        .filter(|s| groups.contains(&s.group))
+        .map(|s| (s.name, s.expr))
+        .collect()
+}
+
 /// The stages a set of groups can fill, by name.
 pub fn stages(groups: &[TapGroup]) -> Vec<&'static str> {
     STAGES

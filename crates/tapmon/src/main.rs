@@ -59,6 +59,18 @@ enum Command {
         #[arg(long, value_name = "NAMESPACE/NAME")]
         monitor: Option<String>,
     },
+    /// Print a generated Grafana dashboard (JSON), for importing by hand.
+    Dashboards {
+        /// Which dashboard.
+        #[arg(long, value_enum, default_value_t = DashboardKind::Overview)]
+        dashboard: DashboardKind,
+        /// Only these groups (repeatable); all when absent.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<TapGroup>,
+        /// Limit every query to one TapMonitor's series (`tap_monitor="NAMESPACE/NAME"`).
+        #[arg(long, value_name = "NAMESPACE/NAME")]
+        monitor: Option<String>,
+    },
     /// Print the reference of every built-in metric family (Markdown).
     Docs,
     /// Print the TapMonitor CustomResourceDefinition.
@@ -68,6 +80,14 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DashboardKind {
+    /// The TAP overview: one section per group.
+    Overview,
+    /// One workload's supply chain, stage by stage.
+    SupplyChain,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +144,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Rules { groups, monitor } => {
             commands::rules(&groups, monitor.as_deref(), &mut out)?
+        }
+        Command::Dashboards {
+            dashboard,
+            groups,
+            monitor,
+        } => {
+            let groups = if groups.is_empty() {
+                TapGroup::ALL.to_vec()
+            } else {
+                groups
+            };
+            let board = match dashboard {
+                DashboardKind::Overview => {
+                    tapmon_publish::dashboards::overview(&groups, monitor.as_deref())
+                }
+                DashboardKind::SupplyChain => {
+                    tapmon_publish::dashboards::supply_chain(&groups, monitor.as_deref())
+                }
+            };
+            serde_json::to_writer_pretty(&mut out, &board.json)?;
+            writeln!(out)?;
         }
         Command::Docs => commands::docs(&mut out)?,
         Command::Crd => out.write_all(tapmon_api::crd_yaml()?.as_bytes())?,

@@ -253,3 +253,21 @@ fn presets_are_a_config_that_reads_back_identically() {
     let out = tapmon(&["check", exported.to_str().unwrap()]);
     assert!(stdout(&out).contains("ok: 21 resources, 42 metrics, 42 families"));
 }
+
+#[test]
+fn published_rules_and_dashboards_as_reviewed_snapshots() {
+    let rules = stdout(&tapmon(&["rules", "--monitor", "tapmon-system/tap"]));
+    insta::assert_snapshot!("rules", rules);
+    for board in ["overview", "supply-chain"] {
+        let json = stdout(&tapmon(&[
+            "dashboards",
+            "--dashboard",
+            board,
+            "--monitor",
+            "tapmon-system/tap",
+        ]));
+        let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(parsed["uid"].as_str().unwrap().len() <= 40);
+        insta::assert_snapshot!(format!("dashboard-{board}"), json);
+    }
+}
