@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help demo deps fmt lint test e2e controlplane generate check-generated bench render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test e2e controlplane ksm generate check-generated bench render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,14 +25,17 @@ lint: ## rustfmt check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: controlplane ## Unit, CLI and end-to-end tests (run `make deps` once first)
+test: controlplane ksm ## Unit, CLI and end-to-end tests (run `make deps` once first)
 	$(CARGO) test --workspace --locked
 
-e2e: controlplane ## Only the end-to-end tests against a real kube-apiserver
+e2e: controlplane ksm ## Only the end-to-end tests against a real kube-apiserver
 	$(CARGO) test -p tapmon-e2e --locked
 
 controlplane: ## Build (or find cached) the loopback control plane from Go modules
 	e2e/cluster.sh build
+
+ksm: ## Build (or find cached) kube-state-metrics v2.20.0 for the side-by-side test
+	e2e/cluster.sh build-ksm
 
 generate: ## Regenerate crds/ from the TapMonitor types and docs/metrics.md from the presets
 	$(CARGO) run -q -p tapmon --locked -- crd > crds/tapmon.io_tapmonitors.yaml

@@ -4,6 +4,7 @@
 # from one binary built from Go modules (e2e/controlplane). No Docker, no kubelet, no nodes.
 #
 #   e2e/cluster.sh build                         build the binary (cached), print its path
+#   e2e/cluster.sh build-ksm                     build kube-state-metrics from e2e/ksm (cached), print its path
 #   e2e/cluster.sh up STATE_DIR                  start a cluster; prints export KUBECONFIG=...
 #   e2e/cluster.sh down [--remove] STATE_DIR     stop it (TERM, then KILL after a deadline)
 #   e2e/cluster.sh restart-apiserver [--kill] STATE_DIR
@@ -47,6 +48,32 @@ cache_dir() {
 	local hash
 	hash=$(cd "$SRC_DIR" && cat go.mod go.sum main.go | sha256sum | cut -c1-16)
 	printf '%s/controlplane-%s' "${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}" "$hash"
+}
+
+# kube-state-metrics, for side-by-side tests and benchmarks: built from the Go module pinned in
+# e2e/ksm, cached by the hash of that module's files like the control plane.
+cmd_build_ksm() {
+	(($# == 0)) || die "usage: cluster.sh build-ksm"
+	local src=$E2E_DIR/ksm hash dir bin tmp start=$SECONDS
+	hash=$(cd "$src" && cat go.mod go.sum tools.go | sha256sum | cut -c1-16)
+	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/ksm-$hash
+	bin=$dir/kube-state-metrics
+	if [[ -x $bin ]]; then
+		printf '%s\n' "$bin"
+		return
+	fi
+	need go
+	log "building kube-state-metrics into $dir (about 3 minutes on two cores)"
+	mkdir -p "$(dirname "$dir")"
+	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+	chmod 755 "$tmp"
+	if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$tmp/kube-state-metrics" k8s.io/kube-state-metrics/v2); then
+		rm -rf "$tmp"
+		die "go build of kube-state-metrics failed"
+	fi
+	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+	log "built in $((SECONDS - start))s"
+	printf '%s\n' "$bin"
 }
 
 cmd_build() {
@@ -647,6 +674,7 @@ main() {
 	shift || true
 	case $verb in
 	build) cmd_build "$@" ;;
+	build-ksm) cmd_build_ksm "$@" ;;
 	up) cmd_up "$@" ;;
 	down) cmd_down "$@" ;;
 	stop-apiserver) cmd_apiserver stop "$@" ;;

@@ -710,3 +710,137 @@ pub fn prometheus_operator_crds(kinds: &[&str]) -> anyhow::Result<Vec<PathBuf>> 
         .map(|k| dir.join(format!("monitoring.coreos.com_{k}.yaml")))
         .collect())
 }
+
+/// kube-state-metrics on loopback with a custom-resource-state config, stopped by PID on drop.
+pub struct KubeStateMetrics {
+    child: std::process::Child,
+    /// Where `/metrics` is served.
+    pub addr: SocketAddr,
+}
+
+impl KubeStateMetrics {
+    /// Builds (or finds cached) kube-state-metrics and starts it with `config` against the
+    /// cluster, as cluster admin, custom resources only.
+    pub async fn start(cluster: &Cluster, config: &Path) -> anyhow::Result<KubeStateMetrics> {
+        let out = tokio::task::spawn_blocking(|| {
+            Command::new(root().join("e2e/cluster.sh"))
+                .arg("build-ksm")
+                .output()
+        })
+        .await??;
+        if !out.status.success() {
+            bail!(
+                "building kube-state-metrics: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let bin = String::from_utf8(out.stdout)?.trim().to_owned();
+        let (addr, telemetry) = (free_port(), free_port());
+        let log = std::fs::File::create(cluster.dir.join("logs/kube-state-metrics.log"))?;
+        let child = Command::new(bin)
+            .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
+            .arg("--custom-resource-state-only")
+            .arg(format!(
+                "--custom-resource-state-config-file={}",
+                config.display()
+            ))
+            .arg(format!("--host={}", addr.ip()))
+            .arg(format!("--port={}", addr.port()))
+            .arg(format!("--telemetry-host={}", telemetry.ip()))
+            .arg(format!("--telemetry-port={}", telemetry.port()))
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting kube-state-metrics")?;
+        let ksm = KubeStateMetrics { child, addr };
+        eventually(
+            "kube-state-metrics /healthz",
+            Duration::from_secs(60),
+            || async { get(addr, "/healthz").await.ok().filter(|(s, _)| *s == 200) },
+        )
+        .await;
+        Ok(ksm)
+    }
+
+    /// Its exposition.
+    pub async fn scrape(&self) -> Option<String> {
+        match get(self.addr, "/metrics").await {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for KubeStateMetrics {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One series: its name and labels.
+pub type SeriesKey = (String, BTreeMap<String, String>);
+
+/// Parses a text exposition into series and values (comments skipped).
+pub fn parse_exposition(text: &str) -> anyhow::Result<BTreeMap<SeriesKey, f64>> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(i) => line.split_at(i),
+            None => bail!("no value: {line}"),
+        };
+        let mut labels = BTreeMap::new();
+        let mut rest = rest;
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if c == '}' {
+                    end = Some(i);
+                    break;
+                }
+                if c == ',' || c == ' ' {
+                    continue;
+                }
+                let name_start = i;
+                let mut name_end = i;
+                for (j, c) in chars.by_ref() {
+                    if c == '=' {
+                        name_end = j;
+                        break;
+                    }
+                }
+                let label = body[name_start..name_end].to_owned();
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    bail!("label value not quoted: {line}");
+                }
+                let mut value = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().map(|(_, c)| c) {
+                            Some('n') => value.push('\n'),
+                            Some(other) => value.push(other),
+                            None => bail!("dangling escape: {line}"),
+                        },
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(label, value);
+            }
+            let end = end.with_context(|| format!("unclosed labels: {line}"))?;
+            rest = &body[end + 1..];
+        }
+        let value = rest.split_whitespace().next().context("no value")?;
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().with_context(|| format!("bad value in {line}"))?,
+        };
+        out.insert((name.to_owned(), labels), value);
+    }
+    Ok(out)
+}

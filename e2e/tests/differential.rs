@@ -1,0 +1,209 @@
+//! Side by side with kube-state-metrics on the same objects: tapmon's presets as a TapMonitor
+//! and, exported by `tapmon presets`, as kube-state-metrics' config. Every difference must be
+//! one of the intended ones listed in `e2e/ksm-differences.yaml`.
+
+// Tests fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
+use tapmon_e2e::{
+    KubeStateMetrics, SeriesKey, apply, cluster_with_operator, get, parse_exposition, root, serial,
+};
+use tapmon_presets::TapGroup;
+
+/// The versions the fixture CRDs serve first: kube-state-metrics reads a `*` kind once per
+/// served version, so the export pins them (`tapmon presets --version-of`).
+const PINNED: [(&str, &str); 3] = [
+    ("tekton.dev", "v1"),
+    ("source.toolkit.fluxcd.io", "v1"),
+    ("servicebinding.io", "v1"),
+];
+
+fn ksm_config() -> String {
+    let mut spec: Spec = tapmon_presets::spec_for(TapGroup::ALL).unwrap();
+    for r in &mut spec.resources {
+        if let Some((_, v)) = PINNED
+            .iter()
+            .find(|(g, _)| *g == r.group_version_kind.group)
+        {
+            r.group_version_kind.version = (*v).to_owned();
+        }
+    }
+    serde_saphyr::to_string(&CustomResourceStateMetrics {
+        kind: Some("CustomResourceStateMetrics".into()),
+        spec,
+    })
+    .unwrap()
+}
+
+/// Polls `scrape` until it gives the same series, with all 42 families, for `hold`.
+async fn settled<F, Fut>(what: &str, hold: Duration, mut scrape: F) -> BTreeMap<SeriesKey, f64>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<String>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut stable: Option<(BTreeMap<SeriesKey, f64>, std::time::Instant)> = None;
+    loop {
+        if let Some(m) = scrape().await.and_then(|t| parse_exposition(&t).ok()) {
+            let families: BTreeSet<&str> = m.keys().map(|k| k.0.as_str()).collect();
+            match &stable {
+                Some((previous, since)) if *previous == m => {
+                    if families.len() == 42 && since.elapsed() >= hold {
+                        return m;
+                    }
+                }
+                _ => stable = Some((m, std::time::Instant::now())),
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not settle with every family"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// An intended difference, from e2e/ksm-differences.yaml.
+struct Intended {
+    id: String,
+    kind: String,
+    families: Vec<String>,
+    labels: BTreeMap<String, String>,
+    tapmon: Option<f64>,
+    ksm: Option<f64>,
+}
+
+fn intended() -> Vec<Intended> {
+    let text = std::fs::read_to_string(root().join("e2e/ksm-differences.yaml")).unwrap();
+    let docs: Vec<Value> = tapmon_crs::yaml::from_str(&text).unwrap();
+    docs.into_iter()
+        .map(|d| {
+            assert!(
+                d["reason"].as_str().is_some_and(|r| !r.is_empty()),
+                "every difference says why: {d}"
+            );
+            Intended {
+                id: d["id"].as_str().unwrap().to_owned(),
+                kind: d["kind"].as_str().unwrap().to_owned(),
+                families: d["families"]
+                    .as_array()
+                    .map(|a| a.iter().map(|f| f.as_str().unwrap().to_owned()).collect())
+                    .unwrap_or_default(),
+                labels: d["labels"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                tapmon: d["tapmon"].as_f64(),
+                ksm: d["ksm"].as_f64(),
+            }
+        })
+        .collect()
+}
+
+impl Intended {
+    fn covers(&self, kind: &str, key: &SeriesKey, ours: Option<f64>, theirs: Option<f64>) -> bool {
+        self.kind == kind
+            && (self.families.is_empty() || self.families.contains(&key.0))
+            && self.labels.iter().all(|(k, v)| key.1.get(k) == Some(v))
+            && (self.tapmon.is_none() || self.tapmon == ours)
+            && (self.ksm.is_none() || self.ksm == theirs)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
+    let _serial = serial().await;
+    let (cluster, operator) = cluster_with_operator("differential", true).await.unwrap();
+    apply(
+        &cluster.admin,
+        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+        "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let config = root()
+        .join("target/e2e")
+        .join(format!("ksm-config-{}.yaml", std::process::id()));
+    std::fs::write(&config, ksm_config()).unwrap();
+    let ksm = KubeStateMetrics::start(&cluster, &config).await.unwrap();
+
+    // Both complete: tapmon once ready (every watch has finished its initial list);
+    // kube-state-metrics, which has no readiness for custom resources and looks for CRDs every
+    // 3 s, once its output has held still. Both must show every family.
+    let ours = settled("tapmon", Duration::from_secs(3), || async {
+        let ready = get(operator.metrics, "/readyz").await.ok()?.0 == 200;
+        if !ready {
+            return None;
+        }
+        operator.scrape("tapmon-system", "tap").await
+    })
+    .await;
+    let theirs = settled("kube-state-metrics", Duration::from_secs(5), || {
+        ksm.scrape()
+    })
+    .await;
+    std::fs::remove_file(&config).ok();
+
+    let rules = intended();
+    let mut used: BTreeSet<String> = BTreeSet::new();
+    let mut unexplained = Vec::new();
+    let mut check = |kind: &str, key: &SeriesKey, a: Option<f64>, b: Option<f64>| match rules
+        .iter()
+        .find(|r| r.covers(kind, key, a, b))
+    {
+        Some(r) => {
+            used.insert(r.id.clone());
+        }
+        None => unexplained.push(format!(
+            "{kind}: {}{:?} tapmon={a:?} ksm={b:?}",
+            key.0, key.1
+        )),
+    };
+    for (key, a) in &ours {
+        match theirs.get(key) {
+            Some(b) if a == b || (a.is_nan() && b.is_nan()) => {}
+            Some(b) => check("value", key, Some(*a), Some(*b)),
+            None => check("only-tapmon", key, Some(*a), None),
+        }
+    }
+    for (key, b) in &theirs {
+        if !ours.contains_key(key) {
+            check("only-ksm", key, None, Some(*b));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "{} unexplained differences:\n{}",
+        unexplained.len(),
+        unexplained.join("\n")
+    );
+    let unused: Vec<&str> = rules
+        .iter()
+        .map(|r| r.id.as_str())
+        .filter(|id| !used.contains(*id))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "intended differences that no longer occur (remove them): {unused:?}"
+    );
+    let same = ours
+        .iter()
+        .filter(|(k, v)| theirs.get(*k) == Some(v))
+        .count();
+    eprintln!(
+        "{same} of {} tapmon series identical to kube-state-metrics'; {} differences, all intended",
+        ours.len(),
+        ours.len() - same
+    );
+    operator.stop().await;
+}
