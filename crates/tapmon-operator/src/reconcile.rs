@@ -500,7 +500,9 @@ pub fn build_status(
             }
         })
         .collect();
-    let total = monitor.total();
+    // Per kind, an object read by two resources counts once; series add up.
+    let objects: i64 = kinds.iter().map(|k| k.objects).sum();
+    let series = monitor.total().series as i64;
     let synced = plan
         .watches
         .keys()
@@ -556,8 +558,8 @@ pub fn build_status(
             ),
         ],
         kinds,
-        objects: total.objects as i64,
-        series: total.series as i64,
+        objects,
+        series,
     }
 }
 
