@@ -137,21 +137,82 @@ fn scrape(state: &State, key: &MonitorKey, req: &Request<Incoming>) -> Response<
     let format = negotiate(accept);
     // The chunks are shared with the store: taking them is a short lock and no copy.
     let chunks = monitor.scrape(format);
-    let stream = futures::stream::iter(
-        chunks
+    let gzip = req
+        .headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_gzip);
+    let mut r = if gzip {
+        let mut r = Response::new(Full::new(Bytes::from(gzip_chunks(&chunks))).boxed());
+        r.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            header::HeaderValue::from_static("gzip"),
+        );
+        r
+    } else {
+        let frames = chunks
             .into_iter()
-            .map(|b| Ok::<_, Infallible>(Frame::data(b))),
-    );
-    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
+        Response::new(BodyExt::boxed(StreamBody::new(futures::stream::iter(
+            frames,
+        ))))
+    };
     if let Ok(v) = header::HeaderValue::from_str(format.content_type()) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     r
 }
 
+/// True when an `Accept-Encoding` header allows gzip (and does not give it `q=0`).
+fn accepts_gzip(header: &str) -> bool {
+    header.split(',').any(|coding| {
+        let mut parts = coding.split(';').map(str::trim);
+        let name = parts.next().unwrap_or_default();
+        let refused = parts
+            .filter_map(|p| p.strip_prefix("q="))
+            .any(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0));
+        (name.eq_ignore_ascii_case("gzip") || name == "*") && !refused
+    })
+}
+
+/// Compresses a scrape; fast compression, as the scrape is fresh each time.
+fn gzip_chunks(chunks: &[Bytes]) -> Vec<u8> {
+    use std::io::Write as _;
+    let total: usize = chunks.iter().map(Bytes::len).sum();
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(total / 8), flate2::Compression::fast());
+    for chunk in chunks {
+        // Writing into a Vec cannot fail.
+        let _ = encoder.write_all(chunk);
+    }
+    encoder.finish().unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_negotiation_and_round_trip() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip("deflate, gzip;q=0.5"));
+        assert!(accepts_gzip("*"));
+        assert!(!accepts_gzip("identity"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("gzip; q=0.0"));
+        let chunks = vec![
+            Bytes::from_static(b"a_info{x=\"1\"} 1\n"),
+            Bytes::from_static(b"b 2\n"),
+        ];
+        let packed = gzip_chunks(&chunks);
+        let mut unpacked = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&packed[..]),
+            &mut unpacked,
+        )
+        .unwrap();
+        assert_eq!(unpacked, "a_info{x=\"1\"} 1\nb 2\n");
+    }
 
     #[test]
     fn monitor_paths() {
