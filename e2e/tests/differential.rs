@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
 use tapmon_e2e::{
-    KubeStateMetrics, SeriesKey, apply, cluster_with_operator, get, parse_exposition, root, serial,
+    KubeStateMetrics, SeriesKey, apply, cluster_with_operator, documents, get, install_crds,
+    parse_exposition, root, serial,
 };
 use tapmon_presets::TapGroup;
 
@@ -40,8 +41,13 @@ fn ksm_config() -> String {
     .unwrap()
 }
 
-/// Polls `scrape` until it gives the same series, with all 42 families, for `hold`.
-async fn settled<F, Fut>(what: &str, hold: Duration, mut scrape: F) -> BTreeMap<SeriesKey, f64>
+/// Polls `scrape` until it gives the same series, with `families` families, for `hold`.
+async fn settled<F, Fut>(
+    what: &str,
+    hold: Duration,
+    families: usize,
+    mut scrape: F,
+) -> BTreeMap<SeriesKey, f64>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<String>>,
@@ -50,10 +56,10 @@ where
     let mut stable: Option<(BTreeMap<SeriesKey, f64>, std::time::Instant)> = None;
     loop {
         if let Some(m) = scrape().await.and_then(|t| parse_exposition(&t).ok()) {
-            let families: BTreeSet<&str> = m.keys().map(|k| k.0.as_str()).collect();
+            let seen: BTreeSet<&str> = m.keys().map(|k| k.0.as_str()).collect();
             match &stable {
                 Some((previous, since)) if *previous == m => {
-                    if families.len() == 42 && since.elapsed() >= hold {
+                    if seen.len() == families && since.elapsed() >= hold {
                         return m;
                     }
                 }
@@ -78,8 +84,8 @@ struct Intended {
     ksm: Option<f64>,
 }
 
-fn intended() -> Vec<Intended> {
-    let text = std::fs::read_to_string(root().join("e2e/ksm-differences.yaml")).unwrap();
+fn intended(path: &std::path::Path) -> Vec<Intended> {
+    let text = std::fs::read_to_string(path).unwrap();
     let docs: Vec<Value> = tapmon_crs::yaml::from_str(&text).unwrap();
     docs.into_iter()
         .map(|d| {
@@ -140,7 +146,7 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
     // Both complete: tapmon once ready (every watch has finished its initial list);
     // kube-state-metrics, which has no readiness for custom resources and looks for CRDs every
     // 3 s, once its output has held still. Both must show every family.
-    let ours = settled("tapmon", Duration::from_secs(3), || async {
+    let ours = settled("tapmon", Duration::from_secs(3), 42, || async {
         let ready = get(operator.metrics, "/readyz").await.ok()?.0 == 200;
         if !ready {
             return None;
@@ -148,13 +154,24 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
         operator.scrape("tapmon-system", "tap").await
     })
     .await;
-    let theirs = settled("kube-state-metrics", Duration::from_secs(5), || {
+    let theirs = settled("kube-state-metrics", Duration::from_secs(5), 42, || {
         ksm.scrape()
     })
     .await;
     std::fs::remove_file(&config).ok();
 
-    let rules = intended();
+    compare(&ours, &theirs, &root().join("e2e/ksm-differences.yaml"));
+    operator.stop().await;
+}
+
+/// Compares two expositions: every difference must be an intended one of `differences`, and
+/// every intended one must occur.
+fn compare(
+    ours: &BTreeMap<SeriesKey, f64>,
+    theirs: &BTreeMap<SeriesKey, f64>,
+    differences: &std::path::Path,
+) {
+    let rules = intended(differences);
     let mut used: BTreeSet<String> = BTreeSet::new();
     let mut unexplained = Vec::new();
     let mut check = |kind: &str, key: &SeriesKey, a: Option<f64>, b: Option<f64>| match rules
@@ -169,14 +186,14 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
             key.0, key.1
         )),
     };
-    for (key, a) in &ours {
+    for (key, a) in ours {
         match theirs.get(key) {
             Some(b) if a == b || (a.is_nan() && b.is_nan()) => {}
             Some(b) => check("value", key, Some(*a), Some(*b)),
             None => check("only-tapmon", key, Some(*a), None),
         }
     }
-    for (key, b) in &theirs {
+    for (key, b) in theirs {
         if !ours.contains_key(key) {
             check("only-ksm", key, None, Some(*b));
         }
@@ -205,5 +222,79 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
         ours.len(),
         ours.len() - same
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_config_feature_matches_kube_state_metrics_except_where_intended() {
+    let _serial = serial().await;
+    let (cluster, operator) = cluster_with_operator("features", false).await.unwrap();
+    let dir = root().join("e2e/fixtures/features");
+    install_crds(&cluster.admin, &[dir.join("crd.yaml")])
+        .await
+        .unwrap();
+    apply(
+        &cluster.admin,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "features"}}),
+        None,
+    )
+    .await
+    .unwrap();
+    for widget in documents(&dir.join("widgets.yaml")).unwrap() {
+        apply(&cluster.admin, widget, None).await.unwrap();
+    }
+    // Extra kinds need their own grant, as deploy/README.md describes.
+    apply(&cluster.admin, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "tapmon-widgets"},
+        "rules": [{"apiGroups": ["example.tapmon.io"], "resources": ["widgets"], "verbs": ["list", "watch"]}]}), None).await.unwrap();
+    apply(&cluster.admin, json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "tapmon-widgets"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "tapmon-widgets"},
+        "subjects": [{"kind": "ServiceAccount", "name": "tapmon", "namespace": "tapmon-system"}]}), None).await.unwrap();
+
+    let config: Value =
+        tapmon_crs::yaml::from_str(&std::fs::read_to_string(dir.join("config.yaml")).unwrap())
+            .unwrap();
+    let off: serde_json::Map<String, Value> = TapGroup::ALL
+        .iter()
+        .map(|g| {
+            let field = match g.name() {
+                "service-bindings" => "serviceBindings".to_owned(),
+                "services-toolkit" => "servicesToolkit".to_owned(),
+                "api-descriptors" => "apiDescriptors".to_owned(),
+                other => other.to_owned(),
+            };
+            (field, json!({"enabled": false}))
+        })
+        .collect();
+    apply(
+        &cluster.admin,
+        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+        "metadata": {"name": "features", "namespace": "tapmon-system"},
+        "spec": {"groups": off, "resources": config["spec"]["resources"]}}),
+        None,
+    )
+    .await
+    .unwrap();
+    let ksm = KubeStateMetrics::start(&cluster, &dir.join("config.yaml"))
+        .await
+        .unwrap();
+
+    let metrics = config["spec"]["resources"][0]["metrics"]
+        .as_array()
+        .unwrap()
+        .len();
+    let ours = settled("tapmon", Duration::from_secs(3), metrics, || async {
+        (get(operator.metrics, "/readyz").await.ok()?.0 == 200).then_some(())?;
+        operator.scrape("tapmon-system", "features").await
+    })
+    .await;
+    let theirs = settled(
+        "kube-state-metrics",
+        Duration::from_secs(5),
+        metrics,
+        || ksm.scrape(),
+    )
+    .await;
+    compare(&ours, &theirs, &dir.join("differences.yaml"));
     operator.stop().await;
 }
