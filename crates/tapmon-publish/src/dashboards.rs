@@ -48,14 +48,7 @@ const DS: &str = "${datasource}";
 
 impl Layout {
     fn new(scope: Option<&str>) -> Self {
-        let scope = scope
-            .map(|s| {
-                format!(
-                    "tap_monitor=\"{}\", ",
-                    s.replace('\\', "\\\\").replace('"', "\\\"")
-                )
-            })
-            .unwrap_or_default();
+        let scope = crate::selector::scope_matcher(scope);
         Self {
             panels: Vec::new(),
             scope,
@@ -68,15 +61,12 @@ impl Layout {
     /// `{S ...}` in a query becomes the scope and namespace matchers; `{C ...}` (cluster-scoped
     /// kinds, which have no namespace) only the scope.
     fn q(&self, expr: &str) -> String {
-        expr.replace("{C ", &format!("{{{}", self.scope))
-            .replace(
-                "{S ",
-                &format!("{{{}namespace=~\"$namespace\", ", self.scope),
-            )
-            .replace(
-                "{S}",
-                &format!("{{{}namespace=~\"$namespace\"}}", self.scope),
-            )
+        let scoped = crate::selector::fill(expr, "C", &self.scope);
+        crate::selector::fill(
+            &scoped,
+            "S",
+            &format!("{}namespace=~\"$namespace\", ", self.scope),
+        )
     }
 
     fn next_line(&mut self) {

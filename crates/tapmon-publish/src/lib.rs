@@ -4,3 +4,4 @@
 
 pub mod dashboards;
 pub mod rules;
+mod selector;

@@ -240,16 +240,7 @@ pub fn alert_names() -> Vec<&'static str> {
 }
 
 fn scoped(expr: &str, scope: Option<&str>) -> String {
-    let matcher = scope
-        .map(|s| {
-            format!(
-                "tap_monitor=\"{}\", ",
-                s.replace('\\', "\\\\").replace('"', "\\\"")
-            )
-        })
-        .unwrap_or_default();
-    expr.replace("{S ", &format!("{{{matcher}"))
-        .replace("{S}", &format!("{{{}}}", matcher.trim_end_matches(", ")))
+    crate::selector::fill(expr, "S", &crate::selector::scope_matcher(scope))
 }
 
 /// The rule groups for `groups`; with `scope`, every selector is limited to the series of
