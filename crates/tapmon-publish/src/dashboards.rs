@@ -426,17 +426,115 @@ pub fn overview(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
     }
 }
 
+/// Keeps the series of the chosen workload: cheaper than a selector on every stage.
+const ONLY_WORKLOAD: &str =
+    r#"and on (workload) label_replace(vector(1), "workload", "$workload", "", "")"#;
+
+/// The objects of each stage in the supply-chain view: group, row title, then (title, width,
+/// query) per table.
+type Tables = &'static [(&'static str, u32, &'static str)];
+const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
+    (
+        TapGroup::Flux,
+        "Source",
+        &[(
+            "Git source",
+            24,
+            r#"flux_git_repository_status{S workload="$workload", type="Ready"}"#,
+        )],
+    ),
+    (
+        TapGroup::Tekton,
+        "Tests and config",
+        &[
+            (
+                "Test pipeline runs",
+                12,
+                r#"tekton_pipeline_run_status{S workload="$workload", type="Succeeded"}"#,
+            ),
+            (
+                "Config writer runs",
+                12,
+                r#"tekton_task_run_status{S workload="$workload", component="config-writer", type="Succeeded"}"#,
+            ),
+        ],
+    ),
+    (
+        TapGroup::Kpack,
+        "Build",
+        &[
+            (
+                "Builds",
+                16,
+                r#"kpack_build_status{S workload="$workload", type="Succeeded"}"#,
+            ),
+            (
+                "Buildpacks",
+                8,
+                r#"kpack_build_involved_buildpacks{S workload="$workload"}"#,
+            ),
+        ],
+    ),
+    (
+        TapGroup::Scanning,
+        "Scans",
+        &[
+            (
+                "Image scans (CVE counts)",
+                12,
+                r#"scst_image_scan_info{S workload="$workload"}"#,
+            ),
+            (
+                "Source scans (CVE counts)",
+                12,
+                r#"scst_source_scan_info{S workload="$workload"}"#,
+            ),
+        ],
+    ),
+    (
+        TapGroup::Cartographer,
+        "Delivery",
+        // Deliverables carry no workload label; their name is the workload's.
+        &[(
+            "Deliverable",
+            24,
+            r#"label_replace(cartographer_deliverable_status{S type="Ready"}, "workload", "$1", "name", "(.*)") and on (workload) label_replace(vector(1), "workload", "$workload", "", "")"#,
+        )],
+    ),
+    (
+        TapGroup::Knative,
+        "Runtime",
+        &[
+            (
+                "Knative service",
+                12,
+                r#"knative_service_info{S workload="$workload"}"#,
+            ),
+            (
+                "Revisions",
+                12,
+                r#"knative_revision_status{S workload="$workload", type="Ready"}"#,
+            ),
+        ],
+    ),
+    (
+        TapGroup::ServiceBindings,
+        "Bindings",
+        &[(
+            "Service bindings",
+            24,
+            r#"service_binding_status{S workload="$workload", type="Ready"}"#,
+        )],
+    ),
+];
+
 /// One workload's supply chain: each stage's state and history, then the objects of each stage.
 pub fn supply_chain(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
     let on = |g: TapGroup| groups.contains(&g);
     let mut l = Layout::new(scope);
-    let w = r#"workload="$workload""#;
-    // Keeps the series of the chosen workload: cheaper than a selector on every stage.
-    let only_workload =
-        r#"and on (workload) label_replace(vector(1), "workload", "$workload", "", "")"#;
     let stages: Vec<(String, String)> = rules::stage_templates(groups)
         .into_iter()
-        .map(|(stage, template)| (stage.to_owned(), format!("({template}) {only_workload}")))
+        .map(|(stage, template)| (stage.to_owned(), format!("({template}) {ONLY_WORKLOAD}")))
         .collect();
     l.row("Stages: 1 healthy, 0 failing, -1 unknown");
     for (stage, expr) in &stages {
@@ -459,77 +557,13 @@ pub fn supply_chain(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
         l.next_line();
         l.panel("timeseries", "Stage history", 24, 8, &history, json!({}));
     }
-    let sel = |expr: &str| {
-        expr.replace("{S ", &format!("{{S {w}, "))
-            .replace("{S}", &format!("{{S {w}}}"))
-    };
-    if on(TapGroup::Flux) {
-        l.row("Source");
-        l.table(
-            "Git source",
-            24,
-            &sel(r#"flux_git_repository_status{S type="Ready"}"#),
-        );
-    }
-    if on(TapGroup::Tekton) {
-        l.row("Tests and config");
-        l.table(
-            "Test pipeline runs",
-            12,
-            &sel(r#"tekton_pipeline_run_status{S type="Succeeded"}"#),
-        );
-        l.table(
-            "Config writer runs",
-            12,
-            &sel(r#"tekton_task_run_status{S component="config-writer", type="Succeeded"}"#),
-        );
-    }
-    if on(TapGroup::Kpack) {
-        l.row("Build");
-        l.table(
-            "Builds",
-            16,
-            &sel(r#"kpack_build_status{S type="Succeeded"}"#),
-        );
-        l.table("Buildpacks", 8, &sel("kpack_build_involved_buildpacks{S}"));
-    }
-    if on(TapGroup::Scanning) {
-        l.row("Scans");
-        l.table(
-            "Image scans (CVE counts)",
-            12,
-            &sel("scst_image_scan_info{S}"),
-        );
-        l.table(
-            "Source scans (CVE counts)",
-            12,
-            &sel("scst_source_scan_info{S}"),
-        );
-    }
-    if on(TapGroup::Cartographer) {
-        l.row("Delivery");
-        l.table(
-            "Deliverable",
-            24,
-            &format!(r#"label_replace(cartographer_deliverable_status{{S type="Ready"}}, "workload", "$1", "name", "(.*)") {only_workload}"#),
-        );
-    }
-    if on(TapGroup::Knative) {
-        l.row("Runtime");
-        l.table("Knative service", 12, &sel("knative_service_info{S}"));
-        l.table(
-            "Revisions",
-            12,
-            &sel(r#"knative_revision_status{S type="Ready"}"#),
-        );
-    }
-    if on(TapGroup::ServiceBindings) {
-        l.row("Bindings");
-        l.table(
-            "Service bindings",
-            24,
-            &sel(r#"service_binding_status{S type="Ready"}"#),
-        );
+    for (group, row, tables) in STAGE_TABLES {
+        if on(group) {
+            l.row(row);
+            for (title, width, expr) in tables {
+                l.table(title, *width, expr);
+            }
+        }
     }
     let id = uid("supply-chain", scope);
     let title = match scope {
