@@ -37,6 +37,9 @@ pub use context::{Context, State};
 pub use telemetry::{Telemetry, TelemetryError};
 pub use watches::InitialList;
 
+/// How long after a CRD change discovery is asked again.
+const REDISCOVER_AFTER: Duration = Duration::from_secs(2);
+
 /// How to run the operator.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -140,6 +143,10 @@ pub async fn run(
 
     // A CRD that appears, changes or goes away changes what can be watched: re-discover and
     // reconcile every monitor. Only the kinds that changed are started or stopped.
+    // The API server's discovery trails a CRD becoming established by a moment, so each change
+    // also brings a second look shortly after; without it a kind (or the Prometheus Operator)
+    // installed just then would wait for the next periodic reconcile.
+    let (later_tx, later_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let crd_ctx = Arc::clone(&ctx);
     let crd_changes = watcher::watcher(
         Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client.clone()),
@@ -148,10 +155,16 @@ pub async fn run(
     .default_backoff()
     .filter_map(move |event| {
         let ctx = Arc::clone(&crd_ctx);
+        let later_tx = later_tx.clone();
         async move {
             match event {
                 Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => {
                     ctx.discovery.invalidate();
+                    let later = later_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(REDISCOVER_AFTER).await;
+                        let _ = later.send(());
+                    });
                     Some(())
                 }
                 Ok(_) => None,
@@ -163,9 +176,19 @@ pub async fn run(
         }
     });
 
+    let later_ctx = Arc::clone(&ctx);
+    let second_looks = futures::stream::unfold(later_rx, move |mut rx| {
+        let ctx = Arc::clone(&later_ctx);
+        async move {
+            rx.recv().await?;
+            ctx.discovery.invalidate();
+            Some(((), rx))
+        }
+    });
+
     let monitors = Api::<TapMonitor>::all(client);
     let controller = Controller::new(monitors, watcher::Config::default())
-        .reconcile_all_on(crd_changes)
+        .reconcile_all_on(futures::stream::select(crd_changes, second_looks))
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .for_each(|result| async move {
