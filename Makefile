@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help demo deps fmt lint test e2e controlplane ksm generate check-generated bench render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test e2e controlplane ksm generate check-generated bench bench-micro render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -44,8 +44,14 @@ generate: ## Regenerate crds/ from the TapMonitor types and docs/metrics.md from
 check-generated: generate ## Fail when a generated file differs from the committed one
 	git diff --exit-code -- crds docs/metrics.md
 
-bench: ## Criterion benchmarks: evaluate+render per object, scrape of 50k stored objects
-	$(CARGO) bench -p tapmon-exposition -p tapmon-presets --bench scrape --bench evaluate
+BENCH_ARGS ?= --objects 1000,10000,50000
+
+bench: controlplane ksm ## tapmon beside kube-state-metrics on generated objects; writes docs/benchmarks.md
+	$(CARGO) build --release --locked -p tapmon -p tapmon-e2e --bin tapmon --bin tapmon-bench
+	target/release/tapmon-bench $(BENCH_ARGS)
+
+bench-micro: ## Criterion: the selector engine, evaluate+render per object, scrape of 50k stored objects
+	$(CARGO) bench -p tapmon-selector -p tapmon-exposition -p tapmon-presets --bench select --bench scrape --bench evaluate
 
 render: ## Print the metrics of the fixture TAP environment (no cluster needed)
 	$(CARGO) run -q -p tapmon --locked -- render --objects e2e/fixtures/tap

@@ -19,9 +19,13 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::discovery::{ApiCapabilities, Scope, pinned_kind};
 use kube::{Api, Client, Config};
 use serde_json::{Value, json};
+use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
+use tapmon_presets::TapGroup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub mod generate;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -196,7 +200,7 @@ pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-async fn resource_of(
+pub(crate) async fn resource_of(
     client: &Client,
     obj: &Value,
 ) -> anyhow::Result<(ApiResource, ApiCapabilities)> {
@@ -415,7 +419,8 @@ pub struct Operator {
     pub telemetry: SocketAddr,
 }
 
-fn free_port() -> SocketAddr {
+/// A free port on loopback (bound and released, so taken by whoever binds next).
+pub fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     l.local_addr().expect("local address")
 }
@@ -711,6 +716,50 @@ pub fn prometheus_operator_crds(kinds: &[&str]) -> anyhow::Result<Vec<PathBuf>> 
         .collect())
 }
 
+/// The versions the fixture CRDs serve first: kube-state-metrics reads a `*` kind once per
+/// served version, so its config pins them (`tapmon presets --version-of`).
+const PINNED: [(&str, &str); 3] = [
+    ("tekton.dev", "v1"),
+    ("source.toolkit.fluxcd.io", "v1"),
+    ("servicebinding.io", "v1"),
+];
+
+/// tapmon's presets for every group as kube-state-metrics' custom-resource-state config, with
+/// the versions of multi-version kinds pinned.
+pub fn ksm_config() -> String {
+    let mut spec: Spec = tapmon_presets::spec_for(TapGroup::ALL).unwrap();
+    for r in &mut spec.resources {
+        if let Some((_, v)) = PINNED
+            .iter()
+            .find(|(g, _)| *g == r.group_version_kind.group)
+        {
+            r.group_version_kind.version = (*v).to_owned();
+        }
+    }
+    serde_saphyr::to_string(&CustomResourceStateMetrics {
+        kind: Some("CustomResourceStateMetrics".into()),
+        spec,
+    })
+    .unwrap()
+}
+
+/// Builds (or finds cached) kube-state-metrics; its path.
+pub async fn ksm_binary() -> anyhow::Result<PathBuf> {
+    let out = tokio::task::spawn_blocking(|| {
+        Command::new(root().join("e2e/cluster.sh"))
+            .arg("build-ksm")
+            .output()
+    })
+    .await??;
+    if !out.status.success() {
+        bail!(
+            "building kube-state-metrics: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+}
+
 /// kube-state-metrics on loopback with a custom-resource-state config, stopped by PID on drop.
 pub struct KubeStateMetrics {
     child: std::process::Child,
@@ -722,22 +771,31 @@ impl KubeStateMetrics {
     /// Builds (or finds cached) kube-state-metrics and starts it with `config` against the
     /// cluster, as cluster admin, custom resources only.
     pub async fn start(cluster: &Cluster, config: &Path) -> anyhow::Result<KubeStateMetrics> {
-        let out = tokio::task::spawn_blocking(|| {
-            Command::new(root().join("e2e/cluster.sh"))
-                .arg("build-ksm")
-                .output()
-        })
-        .await??;
-        if !out.status.success() {
-            bail!(
-                "building kube-state-metrics: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let bin = String::from_utf8(out.stdout)?.trim().to_owned();
+        Self::start_with(cluster, &ksm_binary().await?, config, &[], None).await
+    }
+
+    /// As [`KubeStateMetrics::start`], with the binary given, more flags, and pinned to `cpu`
+    /// when given.
+    pub async fn start_with(
+        cluster: &Cluster,
+        bin: &Path,
+        config: &Path,
+        flags: &[&str],
+        cpu: Option<usize>,
+    ) -> anyhow::Result<KubeStateMetrics> {
         let (addr, telemetry) = (free_port(), free_port());
         let log = std::fs::File::create(cluster.dir.join("logs/kube-state-metrics.log"))?;
-        let child = Command::new(bin)
+        let mut command = match cpu {
+            // taskset execs the program, so the child's PID is kube-state-metrics'.
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = command
+            .args(flags)
             .arg(format!("--kubeconfig={}", cluster.kubeconfig().display()))
             .arg("--custom-resource-state-only")
             .arg(format!(
@@ -760,6 +818,11 @@ impl KubeStateMetrics {
         )
         .await;
         Ok(ksm)
+    }
+
+    /// Its process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Its exposition.

@@ -9,37 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
 use tapmon_e2e::{
     KubeStateMetrics, SeriesKey, apply, cluster_with_operator, documents, get, install_crds,
-    parse_exposition, root, serial,
+    ksm_config, parse_exposition, root, serial,
 };
 use tapmon_presets::TapGroup;
-
-/// The versions the fixture CRDs serve first: kube-state-metrics reads a `*` kind once per
-/// served version, so the export pins them (`tapmon presets --version-of`).
-const PINNED: [(&str, &str); 3] = [
-    ("tekton.dev", "v1"),
-    ("source.toolkit.fluxcd.io", "v1"),
-    ("servicebinding.io", "v1"),
-];
-
-fn ksm_config() -> String {
-    let mut spec: Spec = tapmon_presets::spec_for(TapGroup::ALL).unwrap();
-    for r in &mut spec.resources {
-        if let Some((_, v)) = PINNED
-            .iter()
-            .find(|(g, _)| *g == r.group_version_kind.group)
-        {
-            r.group_version_kind.version = (*v).to_owned();
-        }
-    }
-    serde_saphyr::to_string(&CustomResourceStateMetrics {
-        kind: Some("CustomResourceStateMetrics".into()),
-        spec,
-    })
-    .unwrap()
-}
 
 /// Polls `scrape` until it gives the same series, with `families` families, for `hold`.
 async fn settled<F, Fut>(

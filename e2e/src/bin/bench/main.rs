@@ -1,0 +1,174 @@
+//! `make bench`: tapmon and kube-state-metrics, one after the other, on the same generated TAP
+//! objects in a real control plane. Each runs alone on one core (the control plane and this
+//! harness share the other) and is measured from /proc and over HTTP; the results go to
+//! `docs/benchmarks.md` as ratios with the absolute numbers beside them.
+
+// A benchmark harness: a failed step ends the run with its message.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod measure;
+mod probe;
+mod report;
+mod scrape;
+mod sides;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use serde_json::json;
+use tapmon_crs::Compiled;
+use tapmon_e2e::generate::Generator;
+use tapmon_e2e::{Cluster, apply, install_crds, ksm_binary, ksm_config, root, yaml_files};
+
+use crate::sides::{Programs, Side};
+
+/// Benchmarks tapmon against kube-state-metrics on generated TAP objects.
+#[derive(Parser)]
+struct Args {
+    /// Object counts to measure at, ascending (the cluster grows from one to the next).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    objects: Vec<usize>,
+    /// Timed scrapes per program, count and encoding.
+    #[arg(long, default_value_t = 50)]
+    scrapes: usize,
+    /// Status updates timed until served, per program and count.
+    #[arg(long, default_value_t = 50)]
+    updates: usize,
+    /// Rounds of 10% churn and of CRD delete/re-create for the memory test (0: skip it).
+    #[arg(long, default_value_t = 100)]
+    rounds: usize,
+    /// Objects during the churn and CRD rounds.
+    #[arg(long, default_value_t = 1000)]
+    churn_objects: usize,
+    /// The tapmon binary (a release build).
+    #[arg(long, default_value = "target/release/tapmon")]
+    tapmon: PathBuf,
+    /// Where to write the report (Markdown).
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!(
+        args.objects.windows(2).all(|w| w[0] < w[1]),
+        "--objects must ascend"
+    );
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(args, command))
+}
+
+/// Pins the control plane and this harness to `cpus`: both cores while writing objects, core 0
+/// while a program is measured on core 1.
+fn pin_harness(cluster: &Cluster, cpus: &str) -> anyhow::Result<()> {
+    for component in ["etcd", "kube-apiserver", "kube-controller-manager"] {
+        let file = cluster.state_dir().join(format!("{component}.pid"));
+        let pid: u32 = std::fs::read_to_string(&file)
+            .with_context(|| file.display().to_string())?
+            .trim()
+            .parse()?;
+        probe::pin(pid, cpus)?;
+    }
+    probe::pin(std::process::id(), cpus)
+}
+
+async fn run(args: Args, command: String) -> anyhow::Result<()> {
+    let tapmon = args.tapmon.canonicalize().with_context(|| {
+        format!(
+            "{} (run `cargo build --release -p tapmon`)",
+            args.tapmon.display()
+        )
+    })?;
+    let ksm = ksm_binary().await?;
+    let cluster = Cluster::up("bench").await?;
+    let fixtures = root().join("e2e/fixtures");
+    install_crds(&cluster.admin, &yaml_files(&fixtures.join("crds"))?).await?;
+    install_crds(
+        &cluster.admin,
+        &[root().join("crds/tapmon.io_tapmonitors.yaml")],
+    )
+    .await?;
+    apply(
+        &cluster.admin,
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tapmon-system"}}),
+        None,
+    )
+    .await?;
+    apply(
+        &cluster.admin,
+        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+            "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}}),
+        None,
+    )
+    .await?;
+    let ksm_config_path = cluster.state_dir().join("ksm-config.yaml");
+    std::fs::write(&ksm_config_path, ksm_config())?;
+    let (compiled, errors) =
+        Compiled::compile(&tapmon_presets::spec_for(tapmon_presets::TapGroup::ALL)?);
+    anyhow::ensure!(errors.is_empty(), "presets do not compile: {errors:?}");
+
+    let programs = Programs {
+        cluster: &cluster,
+        tapmon: &tapmon,
+        ksm: &ksm,
+        ksm_config: &ksm_config_path,
+    };
+    let mut generator = Generator::new(cluster.admin.clone()).await?;
+    let mut report = report::Report::new(command, &cluster, &ksm).await?;
+
+    if args.rounds > 0 {
+        eprintln!(
+            "bench: {} objects, {} rounds of churn and CRD re-creation",
+            args.churn_objects, args.rounds
+        );
+        let started = std::time::Instant::now();
+        generator.grow(args.churn_objects).await?;
+        eprintln!(
+            "bench: generated {} objects in {:?}",
+            args.churn_objects,
+            started.elapsed()
+        );
+        let expected = generator.expected_series(&compiled);
+        // Churn and CRD rounds write all the time: the control plane keeps both cores.
+        report.leak = measure::leak(&programs, &mut generator, expected, args.rounds).await?;
+    }
+    for &n in &args.objects {
+        let started = std::time::Instant::now();
+        pin_harness(&cluster, "0-1")?;
+        generator.grow(n).await?;
+        eprintln!(
+            "bench: {} objects ({} live) in {:?}",
+            n,
+            generator.live().len(),
+            started.elapsed()
+        );
+        let expected = generator.expected_series(&compiled);
+        pin_harness(&cluster, "0")?;
+        let mut pair = Vec::new();
+        for side in [Side::Tapmon, Side::Ksm] {
+            let result = measure::side(
+                &programs,
+                &generator,
+                side,
+                expected,
+                args.scrapes,
+                args.updates,
+            )
+            .await
+            .with_context(|| format!("{} at {n} objects", side.name()))?;
+            eprintln!("bench: {result:?}");
+            pair.push(result);
+        }
+        report.scales.push((generator.live().len(), pair));
+        // Written after every scale, so a long run leaves what it has measured.
+        std::fs::write(&args.out, report.markdown())?;
+    }
+    std::fs::write(&args.out, report.markdown())?;
+    println!("{}", report.markdown());
+    Ok(())
+}

@@ -1,0 +1,136 @@
+//! The benchmark's object generator against a real API server: the objects it says it made
+//! exist, owners resolve, churn and CRD re-creation keep the population, and tapmon serves
+//! exactly the series the generator expects (the benchmark's definition of complete).
+
+// Tests fail loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kube::api::ListParams;
+use serde_json::json;
+use tapmon_crs::Compiled;
+use tapmon_e2e::generate::Generator;
+use tapmon_e2e::{
+    Operator, apply, cluster_with_operator, eventually, install_crds, root, serial, yaml_files,
+};
+
+/// Objects in the API server, per kind, as the generator's API handles list them.
+async fn listed(generator: &Generator) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    for kind in generator.counts().keys() {
+        let all = generator.all(kind).unwrap();
+        let n = all.list(&ListParams::default()).await.unwrap().items.len();
+        out.insert(kind.clone(), n);
+    }
+    out
+}
+
+async fn series_reach(operator: &Operator, expected: usize) {
+    eventually(
+        &format!("{expected} series"),
+        Duration::from_secs(60),
+        || async {
+            let text = operator.scrape("tapmon-system", "tap").await?;
+            let n = text
+                .lines()
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .count();
+            (n == expected).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_objects_exist_and_tapmon_serves_what_the_generator_expects() {
+    let _serial = serial().await;
+    let (cluster, operator) = cluster_with_operator("generate", false).await.unwrap();
+    install_crds(
+        &cluster.admin,
+        &yaml_files(&root().join("e2e/fixtures/crds")).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut generator = Generator::new(cluster.admin.clone()).await.unwrap();
+    let per = generator.per_replica();
+    // Two whole copies and part of a third: the part must still hold its owners.
+    let n = 2 * per + per / 3;
+    generator.grow(n).await.unwrap();
+    assert_eq!(generator.live().len(), n);
+    assert_eq!(listed(&generator).await, generator.counts());
+    assert_eq!(
+        generator.counts().len(),
+        21,
+        "every kind: {:?}",
+        generator.counts()
+    );
+
+    // Owner references carry the owners' real UIDs (or the garbage collector would take the
+    // dependents away).
+    let taskruns = generator.all("TaskRun").unwrap();
+    let pipelineruns = generator.all("PipelineRun").unwrap();
+    let pipelineruns = pipelineruns.list(&ListParams::default()).await.unwrap();
+    let mut checked = 0;
+    for taskrun in taskruns.list(&ListParams::default()).await.unwrap() {
+        for owner in taskrun.metadata.owner_references.iter().flatten() {
+            if owner.kind != "PipelineRun" {
+                continue;
+            }
+            let pipelinerun = pipelineruns
+                .items
+                .iter()
+                .find(|p| {
+                    p.metadata.namespace == taskrun.metadata.namespace
+                        && p.metadata.name.as_deref() == Some(owner.name.as_str())
+                })
+                .unwrap();
+            assert_eq!(
+                pipelinerun.metadata.uid.as_deref(),
+                Some(owner.uid.as_str())
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no TaskRun owned by a PipelineRun");
+
+    let (compiled, errors) =
+        Compiled::compile(&tapmon_presets::spec_for(tapmon_presets::TapGroup::ALL).unwrap());
+    assert!(errors.is_empty());
+    let expected = generator.expected_series(&compiled);
+    assert!(expected > n, "{expected} series for {n} objects");
+    apply(
+        &cluster.admin,
+        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+            "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}}),
+        None,
+    )
+    .await
+    .unwrap();
+    series_reach(&operator, expected).await;
+
+    // Churn replaces objects one for one with new names: same counts, same series count,
+    // different objects.
+    let before: Vec<String> = generator.live().iter().map(|i| i.name.clone()).collect();
+    generator.churn(0.1, 1).await.unwrap();
+    let after: Vec<String> = generator.live().iter().map(|i| i.name.clone()).collect();
+    assert_eq!(after.len(), n);
+    let renamed = after.iter().filter(|a| a.ends_with("-c1")).count();
+    assert_eq!(renamed, (n as f64 * 0.1).round() as usize, "{after:?}");
+    assert!(before.iter().any(|b| !after.contains(b)));
+    assert_eq!(listed(&generator).await, generator.counts());
+    assert_eq!(generator.expected_series(&compiled), expected);
+    series_reach(&operator, expected).await;
+
+    // Deleting the TaskRun CRD takes its objects; the generator brings both back.
+    generator.recreate_kind("TaskRun").await.unwrap();
+    assert_eq!(listed(&generator).await, generator.counts());
+    series_reach(&operator, expected).await;
+    assert!(
+        generator.recreate_kind("PipelineRun").await.is_err(),
+        "owners are refused"
+    );
+
+    operator.stop().await;
+}
