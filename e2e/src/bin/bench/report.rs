@@ -66,7 +66,9 @@ fn mib(bytes: u64) -> String {
 
 fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
+    if d < BELOW_RESOLUTION {
+        "< 0.01 ms".into()
+    } else if ms < 10.0 {
         format!("{ms:.2} ms")
     } else {
         format!("{ms:.0} ms")
@@ -90,6 +92,17 @@ fn ratio(ours: f64, theirs: f64) -> String {
         return "–".into();
     }
     format!("{:.2}", ours / theirs)
+}
+
+/// Update latencies under this were seen by the first scrape after the acknowledgement: zero
+/// as far as the method can tell, so a ratio of them means nothing.
+const BELOW_RESOLUTION: Duration = Duration::from_micros(10);
+
+fn latency_ratio(ours: Duration, theirs: Duration) -> String {
+    if ours < BELOW_RESOLUTION || theirs < BELOW_RESOLUTION {
+        return "–".into();
+    }
+    ratio(ours.as_secs_f64(), theirs.as_secs_f64())
 }
 
 fn throughput(bytes: usize, took: Duration) -> f64 {
@@ -276,19 +289,13 @@ fn scale_table(out: &mut String, objects: usize, ours: &SideResult, theirs: &Sid
         "Update to series p50",
         ms(ours.update_p50),
         ms(theirs.update_p50),
-        ratio(
-            ours.update_p50.as_secs_f64(),
-            theirs.update_p50.as_secs_f64(),
-        ),
+        latency_ratio(ours.update_p50, theirs.update_p50),
     );
     row(
         "Update to series p99",
         ms(ours.update_p99),
         ms(theirs.update_p99),
-        ratio(
-            ours.update_p99.as_secs_f64(),
-            theirs.update_p99.as_secs_f64(),
-        ),
+        latency_ratio(ours.update_p99, theirs.update_p99),
     );
     let _ = writeln!(out);
 }
