@@ -119,7 +119,7 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
         ksm_config: &ksm_config_path,
     };
     let mut generator = Generator::new(cluster.admin.clone()).await?;
-    let mut report = report::Report::new(command, &cluster, &ksm).await?;
+    let mut report = report::Report::new(command, &cluster).await?;
 
     if args.rounds > 0 {
         eprintln!(

@@ -2,11 +2,10 @@
 //! then memory through churn, then where the targets stand.
 
 use std::fmt::Write as _;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use tapmon_e2e::Cluster;
+use tapmon_e2e::{Cluster, root};
 
 use crate::measure::{LeakResult, SideResult};
 use crate::probe::Usage;
@@ -60,6 +59,23 @@ fn command_output(program: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
+/// kube-state-metrics' version as `e2e/ksm/go.mod` pins it (a build from the module proxy
+/// carries no version of its own).
+fn ksm_version() -> String {
+    let gomod = std::fs::read_to_string(root().join("e2e/ksm/go.mod")).unwrap_or_default();
+    gomod
+        .lines()
+        .find_map(|l| {
+            let l = l.trim();
+            let mut words = l.strip_prefix("require").unwrap_or(l).split_whitespace();
+            (words.next()? == "k8s.io/kube-state-metrics/v2").then(|| words.next())?
+        })
+        .map_or_else(
+            || "unknown".into(),
+            |v| format!("{v} (e2e/ksm/go.mod), built with the Go toolchain"),
+        )
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
@@ -111,7 +127,7 @@ fn throughput(bytes: usize, took: Duration) -> f64 {
 
 impl Report {
     /// Records the command, machine and versions.
-    pub async fn new(command: String, cluster: &Cluster, ksm: &Path) -> anyhow::Result<Report> {
+    pub async fn new(command: String, cluster: &Cluster) -> anyhow::Result<Report> {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let model = cpuinfo
             .lines()
@@ -129,7 +145,6 @@ impl Report {
             });
         let server = cluster.admin.apiserver_version().await?;
         let commit = command_output("git", &["rev-parse", "--short", "HEAD"]);
-        let ksm_path = ksm.to_string_lossy().to_string();
         let environment = vec![
             (
                 "Date".into(),
@@ -147,10 +162,7 @@ impl Report {
                     env!("CARGO_PKG_VERSION")
                 ),
             ),
-            (
-                "kube-state-metrics".into(),
-                command_output(&ksm_path, &["--version"]),
-            ),
+            ("kube-state-metrics".into(), ksm_version()),
             (
                 "Kubernetes".into(),
                 format!(
