@@ -388,6 +388,15 @@ pub async fn load_tap_environment(client: &Client) -> anyhow::Result<usize> {
     Ok(loaded)
 }
 
+/// Creates or updates TapMonitor `tapmon-system/{name}` with `spec`.
+pub async fn apply_tap_monitor(client: &Client, name: &str, spec: Value) -> anyhow::Result<()> {
+    let obj = json!({
+        "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
+        "metadata": {"name": name, "namespace": "tapmon-system"}, "spec": spec
+    });
+    apply(client, obj, None).await.map(drop)
+}
+
 /// Installs the operator's RBAC from `deploy/` and returns a client for its ServiceAccount.
 pub async fn operator_identity(cluster: &Cluster) -> anyhow::Result<Client> {
     install_crds(

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tapmon_e2e::{
-    KubeStateMetrics, SeriesKey, apply, cluster_with_operator, documents, get, install_crds,
-    ksm_config, parse_exposition, root, serial,
+    KubeStateMetrics, SeriesKey, apply, apply_tap_monitor, cluster_with_operator, documents, get,
+    install_crds, ksm_config, parse_exposition, root, serial,
 };
 use tapmon_presets::TapGroup;
 
@@ -103,14 +103,9 @@ impl Intended {
 async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
     let _serial = serial().await;
     let (cluster, operator) = cluster_with_operator("differential", true).await.unwrap();
-    apply(
-        &cluster.admin,
-        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-        "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}}),
-        None,
-    )
-    .await
-    .unwrap();
+    apply_tap_monitor(&cluster.admin, "tap", json!({}))
+        .await
+        .unwrap();
     let config = root()
         .join("target/e2e")
         .join(format!("ksm-config-{}.yaml", std::process::id()));

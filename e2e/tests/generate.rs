@@ -13,7 +13,8 @@ use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
 use tapmon_e2e::{
-    Operator, apply, cluster_with_operator, eventually, install_crds, root, serial, yaml_files,
+    Operator, apply_tap_monitor, cluster_with_operator, eventually, install_crds, root, serial,
+    yaml_files,
 };
 
 /// Objects in the API server, per kind, as the generator's API handles list them.
@@ -100,14 +101,9 @@ async fn generated_objects_exist_and_tapmon_serves_what_the_generator_expects() 
     assert!(errors.is_empty());
     let expected = generator.expected_series(&compiled);
     assert!(expected > n, "{expected} series for {n} objects");
-    apply(
-        &cluster.admin,
-        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-            "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}}),
-        None,
-    )
-    .await
-    .unwrap();
+    apply_tap_monitor(&cluster.admin, "tap", json!({}))
+        .await
+        .unwrap();
     series_reach(&operator, expected).await;
 
     // Churn replaces objects one for one with new names: same counts, same series count,

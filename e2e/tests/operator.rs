@@ -13,20 +13,16 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tapmon_crs::{Compiled, EvalErrors};
 use tapmon_e2e::{
-    Cluster, Operator, apply, cluster_with_operator, documents, dynamic_api, eventually,
-    install_crds, load_tap_environment, operator_identity, root, serial, series, tapmonitors,
-    yaml_files,
+    Cluster, Operator, apply, apply_tap_monitor, cluster_with_operator, documents, dynamic_api,
+    eventually, install_crds, load_tap_environment, operator_identity, root, serial, series,
+    tapmonitors, yaml_files,
 };
 use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn monitor(client: &Client, name: &str, spec: Value) {
-    let obj = json!({
-        "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-        "metadata": {"name": name, "namespace": "tapmon-system"}, "spec": spec
-    });
-    apply(client, obj, None).await.unwrap();
+    apply_tap_monitor(client, name, spec).await.unwrap();
 }
 
 /// The monitor's status once `check` accepts it.

@@ -19,7 +19,9 @@ use clap::Parser;
 use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
-use tapmon_e2e::{Cluster, apply, install_crds, ksm_binary, ksm_config, root, yaml_files};
+use tapmon_e2e::{
+    Cluster, apply, apply_tap_monitor, install_crds, ksm_binary, ksm_config, root, yaml_files,
+};
 
 use crate::sides::{Programs, Side};
 
@@ -99,13 +101,7 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
         None,
     )
     .await?;
-    apply(
-        &cluster.admin,
-        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-            "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}}),
-        None,
-    )
-    .await?;
+    apply_tap_monitor(&cluster.admin, "tap", json!({})).await?;
     let ksm_config_path = cluster.state_dir().join("ksm-config.yaml");
     std::fs::write(&ksm_config_path, ksm_config())?;
     let (compiled, errors) =
