@@ -176,7 +176,7 @@ pub struct LeakResult {
     pub baseline: Usage,
     pub after_churn: Usage,
     pub after_crds: Usage,
-    /// Series shown after the CRD rounds, when it differs from before them.
+    /// Series shown after the CRD rounds (equal to `series` when nothing was lost).
     pub series_after: usize,
 }
 
