@@ -11,9 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tapmon_e2e::{
     KubeStateMetrics, SeriesKey, apply, apply_tap_monitor, cluster_with_operator, documents, get,
-    install_crds, ksm_config, parse_exposition, root, serial,
+    groups_only, install_crds, ksm_config, parse_exposition, root, serial,
 };
-use tapmon_presets::TapGroup;
 
 /// Polls `scrape` until it gives the same series, with `families` families, for `hold`.
 async fn settled<F, Fut>(
@@ -223,24 +222,10 @@ async fn each_config_feature_matches_kube_state_metrics_except_where_intended() 
     let config: Value =
         tapmon_crs::yaml::from_str(&std::fs::read_to_string(dir.join("config.yaml")).unwrap())
             .unwrap();
-    let off: serde_json::Map<String, Value> = TapGroup::ALL
-        .iter()
-        .map(|g| {
-            let field = match g.name() {
-                "service-bindings" => "serviceBindings".to_owned(),
-                "services-toolkit" => "servicesToolkit".to_owned(),
-                "api-descriptors" => "apiDescriptors".to_owned(),
-                other => other.to_owned(),
-            };
-            (field, json!({"enabled": false}))
-        })
-        .collect();
-    apply(
+    apply_tap_monitor(
         &cluster.admin,
-        json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-        "metadata": {"name": "features", "namespace": "tapmon-system"},
-        "spec": {"groups": off, "resources": config["spec"]["resources"]}}),
-        None,
+        "features",
+        json!({"groups": groups_only(&[]), "resources": config["spec"]["resources"]}),
     )
     .await
     .unwrap();
