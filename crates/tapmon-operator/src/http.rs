@@ -8,8 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -17,6 +17,7 @@ use tapmon_exposition::negotiate;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
+use crate::body::ScrapeBody;
 use crate::context::State;
 use crate::monitor::MonitorKey;
 
@@ -147,19 +148,14 @@ fn scrape(state: &State, key: &MonitorKey, req: &Request<Incoming>) -> Response<
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let mut r = if gzip {
-        let mut r = Response::new(Full::new(Bytes::from(gzip_chunks(&chunks))).boxed());
+        let mut r = Response::new(ScrapeBody::gzip(chunks).boxed());
         r.headers_mut().insert(
             header::CONTENT_ENCODING,
             header::HeaderValue::from_static("gzip"),
         );
         r
     } else {
-        let frames = chunks
-            .into_iter()
-            .map(|b| Ok::<_, Infallible>(Frame::data(b)));
-        Response::new(BodyExt::boxed(StreamBody::new(futures::stream::iter(
-            frames,
-        ))))
+        Response::new(ScrapeBody::plain(chunks).boxed())
     };
     if let Ok(v) = header::HeaderValue::from_str(format.content_type()) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
@@ -179,43 +175,18 @@ fn accepts_gzip(header: &str) -> bool {
     })
 }
 
-/// Compresses a scrape; fast compression, as the scrape is fresh each time.
-fn gzip_chunks(chunks: &[Bytes]) -> Vec<u8> {
-    use std::io::Write as _;
-    let total: usize = chunks.iter().map(Bytes::len).sum();
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::with_capacity(total / 8), flate2::Compression::fast());
-    for chunk in chunks {
-        // Writing into a Vec cannot fail.
-        let _ = encoder.write_all(chunk);
-    }
-    encoder.finish().unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn gzip_negotiation_and_round_trip() {
+    fn gzip_negotiation() {
         assert!(accepts_gzip("gzip"));
         assert!(accepts_gzip("deflate, gzip;q=0.5"));
         assert!(accepts_gzip("*"));
         assert!(!accepts_gzip("identity"));
         assert!(!accepts_gzip("gzip;q=0"));
         assert!(!accepts_gzip("gzip; q=0.0"));
-        let chunks = vec![
-            Bytes::from_static(b"a_info{x=\"1\"} 1\n"),
-            Bytes::from_static(b"b 2\n"),
-        ];
-        let packed = gzip_chunks(&chunks);
-        let mut unpacked = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::GzDecoder::new(&packed[..]),
-            &mut unpacked,
-        )
-        .unwrap();
-        assert_eq!(unpacked, "a_info{x=\"1\"} 1\nb 2\n");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! kind watch ──event──▶ evaluate per subscribing monitor ▶ monitor store ◀── scrape
 //! ```
 
+mod body;
 mod context;
 pub mod diff;
 pub mod discovery;
