@@ -35,7 +35,7 @@ struct Args {
     #[arg(long, default_value_t = 50)]
     scrapes: usize,
     /// Status updates timed until served, per program and count.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 200)]
     updates: usize,
     /// Rounds of 10% churn and of CRD delete/re-create for the memory test (0: skip it).
     #[arg(long, default_value_t = 100)]

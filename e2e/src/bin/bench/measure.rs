@@ -1,16 +1,24 @@
 //! The measurements: one program from start to its first complete scrape, its scrapes, its
 //! update latency and its memory; and both under rounds of churn.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use kube::api::{Patch, PatchParams};
+use futures::StreamExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
-use tapmon_e2e::generate::Generator;
+use tapmon_e2e::generate::{Generator, Instance};
+use tapmon_e2e::{apply_tap_monitor, get, groups_only, tapmonitors};
+use tapmon_presets::TapGroup;
 
 use crate::probe::Usage;
-use crate::scrape::{quantile, scrape, series_count};
+use crate::scrape::{Scraper, quantile, series_count};
 use crate::sides::{Complete, Programs, Running, Side};
 
 /// How long a count must hold before kube-state-metrics (which has no readiness for custom
@@ -22,6 +30,11 @@ const COMPLETE_TIMEOUT: Duration = Duration::from_secs(900);
 const UPDATED_KIND: &str = "Workload";
 /// The kind whose CRD the memory test deletes and re-creates (one that owns nothing).
 const RECREATED_KIND: &str = "TaskRun";
+
+/// The one-namespace TapMonitor the fine update probe polls.
+const PROBE_MONITOR: &str = "probe";
+/// How often the fine update probe polls its small scrape.
+const PROBE_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Updates made so far in this run.
 static UPDATES: AtomicUsize = AtomicUsize::new(0);
@@ -44,8 +57,44 @@ pub struct SideResult {
     pub steady: Usage,
     pub plain: Scrapes,
     pub gzip: Scrapes,
-    pub update_p50: Duration,
-    pub update_p99: Duration,
+    /// Found by full scrapes back to back: the same method for both programs.
+    pub update: Latencies,
+    /// tapmon only: found by polling a TapMonitor that reads only the updated object's
+    /// namespace, so the resolution is a millisecond instead of a full scrape.
+    pub update_fine: Option<FineUpdates>,
+}
+
+/// Update-to-series latencies of one method.
+#[derive(Debug, Clone, Copy)]
+pub struct Latencies {
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+    pub samples: usize,
+}
+
+impl Latencies {
+    fn of(samples: &[Duration]) -> Latencies {
+        Latencies {
+            p50: quantile(samples, 0.5),
+            p99: quantile(samples, 0.99),
+            max: quantile(samples, 1.0),
+            samples: samples.len(),
+        }
+    }
+}
+
+/// The fine update probe, with the program otherwise idle and while full scrapes run back to
+/// back.
+#[derive(Debug, Clone, Copy)]
+pub struct FineUpdates {
+    pub idle: Latencies,
+    pub loaded: Latencies,
+    /// Acknowledgement to a watch event in the harness, same rounds: the API server's part.
+    pub delivered_idle: Latencies,
+    pub delivered_loaded: Latencies,
+    /// Full scrapes served during the loaded run.
+    pub load_scrapes: usize,
 }
 
 /// Start to first complete scrape, then scrapes, then updates; stops the program.
@@ -64,9 +113,18 @@ pub async fn side(
         .await?;
     let plain = timed_scrapes(&running, false, scrapes, complete.series).await?;
     let gzip = timed_scrapes(&running, true, scrapes, complete.series).await?;
-    let latencies = update_latencies(&running, generator, updates).await?;
+    let target = UpdateTarget::sample(generator)?;
+    let update =
+        timed_updates(running.addr, running.path, &target, updates, Duration::ZERO).await?;
+    let update = Latencies::of(&shown_after_ack(&update));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let steady = running.probe.read()?;
+    let update_fine = match side {
+        Side::Tapmon => {
+            Some(fine_updates(programs, &running, &target, updates, complete.series).await?)
+        }
+        Side::Ksm => None,
+    };
     running.stop();
     Ok(SideResult {
         side,
@@ -74,8 +132,8 @@ pub async fn side(
         steady,
         plain,
         gzip,
-        update_p50: quantile(&latencies, 0.5),
-        update_p99: quantile(&latencies, 0.99),
+        update,
+        update_fine,
     })
 }
 
@@ -85,10 +143,11 @@ async fn timed_scrapes(
     count: usize,
     series: usize,
 ) -> anyhow::Result<Scrapes> {
+    let mut scraper = Scraper::default();
     let mut took = Vec::with_capacity(count);
     let mut bytes = Vec::with_capacity(count);
     for _ in 0..count {
-        let s = scrape(running.addr, running.path, gzip).await?;
+        let s = scraper.get(running.addr, running.path, gzip).await?;
         // A scrape that lost series is not a faster scrape.
         let seen = series_count(&s.body);
         if seen != series {
@@ -108,31 +167,41 @@ async fn timed_scrapes(
     })
 }
 
-/// Patches one Workload's last condition to a new transition time (and flips its status) and
-/// times from the API server's acknowledgement to the start of the first scrape that shows it,
-/// scraping back to back. The resolution is one scrape's duration.
-async fn update_latencies(
-    running: &Running,
-    generator: &Generator,
-    rounds: usize,
-) -> anyhow::Result<Vec<Duration>> {
-    let (api, instance, status) = generator
-        .sample(UPDATED_KIND)
-        .context("no Workload with status among the generated objects")?;
-    let mut conditions = status["conditions"]
-        .as_array()
-        .cloned()
-        .context("the sample Workload has no conditions")?;
-    let mut out = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        // Unique for the whole run (so never the value already there), unlike any fixture time.
+/// The object whose status the update tests change: a Workload with conditions.
+struct UpdateTarget {
+    api: kube::Api<kube::api::DynamicObject>,
+    instance: Instance,
+    conditions: Vec<serde_json::Value>,
+}
+
+impl UpdateTarget {
+    fn sample(generator: &Generator) -> anyhow::Result<UpdateTarget> {
+        let (api, instance, status) = generator
+            .sample(UPDATED_KIND)
+            .context("no Workload with status among the generated objects")?;
+        let conditions = status["conditions"]
+            .as_array()
+            .cloned()
+            .context("the sample Workload has no conditions")?;
+        Ok(UpdateTarget {
+            api,
+            instance,
+            conditions,
+        })
+    }
+
+    /// Gives the last condition a transition time never used before in this run (unlike any
+    /// fixture time) and flips its status; returns the time.
+    async fn update(&self) -> anyhow::Result<String> {
         let round = UPDATES.fetch_add(1, Ordering::Relaxed);
         let stamp = format!(
-            "2030-01-01T{:02}:{:02}:{:02}Z",
+            "2030-01-{:02}T{:02}:{:02}:{:02}Z",
+            1 + round / 86400 % 28,
             round / 3600 % 24,
             round / 60 % 60,
             round % 60
         );
+        let mut conditions = self.conditions.clone();
         let last = conditions.last_mut().context("empty conditions")?;
         last["lastTransitionTime"] = json!(stamp);
         last["status"] = json!(if round.is_multiple_of(2) {
@@ -140,30 +209,244 @@ async fn update_latencies(
         } else {
             "True"
         });
-        let needle = format!("last_transition_time=\"{stamp}\"");
         let patch = json!({ "status": { "conditions": conditions } });
-        api.patch_status(
-            &instance.name,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-        .with_context(|| format!("updating {}/{}", instance.namespace, instance.name))?;
+        self.api
+            .patch_status(
+                &self.instance.name,
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+            .with_context(|| {
+                format!(
+                    "updating {}/{}",
+                    self.instance.namespace, self.instance.name
+                )
+            })?;
+        Ok(stamp)
+    }
+
+    /// Records when a watch of the target, in this harness, sees each transition time: how
+    /// long the API server takes to deliver the event to any watcher.
+    fn watch_deliveries(&self) -> Deliveries {
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let config =
+            watcher::Config::default().fields(&format!("metadata.name={}", self.instance.name));
+        let stream = watcher::watcher(self.api.clone(), config).applied_objects();
+        let task = tokio::spawn({
+            let seen = Arc::clone(&seen);
+            async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(Ok(obj)) = stream.next().await {
+                    let at = Instant::now();
+                    let stamp = obj.data["status"]["conditions"]
+                        .as_array()
+                        .and_then(|c| c.last())
+                        .and_then(|c| c["lastTransitionTime"].as_str())
+                        .map(str::to_owned);
+                    if let Some(stamp) = stamp {
+                        seen.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .entry(stamp)
+                            .or_insert(at);
+                    }
+                }
+            }
+        });
+        Deliveries { seen, task }
+    }
+}
+
+/// A watch of the updated object in the harness, and when it saw each transition time.
+struct Deliveries {
+    seen: Arc<Mutex<HashMap<String, Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Deliveries {
+    /// Waits until the watch has listed the object, so that no round starts before it.
+    async fn listed(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+        {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the harness's watch of the updated object saw nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// For each round, acknowledgement to the harness's watch event (zero when the event came
+    /// first); rounds whose event never came are left out.
+    fn latencies(&self, rounds: &[Round]) -> Vec<Duration> {
+        let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        rounds
+            .iter()
+            .filter_map(|r| {
+                Some(
+                    seen.get(&r.stamp)?
+                        .saturating_duration_since(r.acknowledged),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Deliveries {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One timed update.
+struct Round {
+    stamp: String,
+    acknowledged: Instant,
+    /// The start of the first scrape that showed it.
+    shown: Instant,
+}
+
+fn shown_after_ack(rounds: &[Round]) -> Vec<Duration> {
+    rounds
+        .iter()
+        .map(|r| r.shown.duration_since(r.acknowledged))
+        .collect()
+}
+
+/// Updates `target` `rounds` times and times each from the API server's acknowledgement to the
+/// start of the first scrape of `path` that shows it, polling at most every `interval`. A
+/// scrape shows the store as it was when the request came in, so the resolution is one
+/// scrape's duration (or the interval, when longer).
+async fn timed_updates(
+    addr: SocketAddr,
+    path: &str,
+    target: &UpdateTarget,
+    rounds: usize,
+    interval: Duration,
+) -> anyhow::Result<Vec<Round>> {
+    let mut scraper = Scraper::default();
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let stamp = target.update().await?;
         let acknowledged = Instant::now();
+        let needle = format!("last_transition_time=\"{stamp}\"");
         loop {
-            // A scrape shows the store as it was when the request came in.
             let asked = Instant::now();
-            let s = scrape(running.addr, running.path, false).await?;
+            let s = scraper.get(addr, path, false).await?;
             if memchr::memmem::find(&s.body, needle.as_bytes()).is_some() {
-                out.push(asked.duration_since(acknowledged));
+                out.push(Round {
+                    stamp,
+                    acknowledged,
+                    shown: asked,
+                });
                 break;
             }
             if acknowledged.elapsed() > Duration::from_secs(120) {
-                bail!("{} never showed {needle}", running.side.name());
+                bail!("{path} never showed {needle}");
+            }
+            if !interval.is_zero() {
+                tokio::time::sleep_until((asked + interval).into()).await;
             }
         }
     }
     Ok(out)
+}
+
+/// The fine probe: a second TapMonitor reading only the target's namespace and the
+/// Cartographer group shares tapmon's watches, so it sees each event when the full monitor
+/// does, and its scrape is a few kilobytes. Polled every millisecond, once with tapmon
+/// otherwise idle and once while full scrapes run back to back; removed afterwards.
+async fn fine_updates(
+    programs: &Programs<'_>,
+    running: &Running,
+    target: &UpdateTarget,
+    rounds: usize,
+    series: usize,
+) -> anyhow::Result<FineUpdates> {
+    let client = &programs.cluster.admin;
+    apply_tap_monitor(
+        client,
+        PROBE_MONITOR,
+        json!({
+            "groups": groups_only(&[TapGroup::Cartographer]),
+            "namespaceSelector": {"names": [target.instance.namespace]},
+        }),
+    )
+    .await?;
+    let path = format!("/monitors/tapmon-system/{PROBE_MONITOR}/metrics");
+    // Served once the monitor is known, ready once the restarted watches have listed again.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (code, body) = get(running.addr, &path).await.unwrap_or((0, String::new()));
+        let ready = get(running.addr, "/readyz")
+            .await
+            .is_ok_and(|(c, _)| c == 200);
+        if code == 200 && ready && body.contains(&target.instance.name) {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the probe TapMonitor was not served in time");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deliveries = target.watch_deliveries();
+    deliveries.listed().await?;
+    let idle = timed_updates(running.addr, &path, target, rounds, PROBE_INTERVAL).await?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = full_scrapes_until(running.addr, running.path, series, Arc::clone(&stop));
+    let loaded = timed_updates(running.addr, &path, target, rounds, PROBE_INTERVAL).await;
+    stop.store(true, Ordering::Relaxed);
+    let load_scrapes = tokio::task::spawn_blocking(move || load.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the full-scrape thread panicked"))??;
+    tapmonitors(client)
+        .delete(PROBE_MONITOR, &DeleteParams::default())
+        .await?;
+    let loaded = loaded?;
+    Ok(FineUpdates {
+        idle: Latencies::of(&shown_after_ack(&idle)),
+        loaded: Latencies::of(&shown_after_ack(&loaded)),
+        delivered_idle: Latencies::of(&deliveries.latencies(&idle)),
+        delivered_loaded: Latencies::of(&deliveries.latencies(&loaded)),
+        load_scrapes,
+    })
+}
+
+/// Scrapes `path` back to back on a thread of its own (so the probe's polls are not queued
+/// behind it) until `stop`; returns how many scrapes were served, after checking the last
+/// one held all `series`.
+fn full_scrapes_until(
+    addr: SocketAddr,
+    path: &'static str,
+    series: usize,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<anyhow::Result<usize>> {
+    std::thread::spawn(move || {
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        let mut raw = Vec::new();
+        let mut served = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let mut stream = std::net::TcpStream::connect(addr)?;
+            stream.write_all(request.as_bytes())?;
+            raw.clear();
+            stream.read_to_end(&mut raw)?;
+            served += 1;
+        }
+        let body = memchr::memmem::find(&raw, b"\r\n\r\n").map_or(&raw[..0], |end| &raw[end + 4..]);
+        let seen = series_count(body);
+        anyhow::ensure!(
+            seen == series,
+            "tapmon served {seen} of {series} series under load"
+        );
+        Ok(served)
+    })
 }
 
 /// One program's memory through the churn and CRD rounds.
@@ -213,8 +496,9 @@ pub async fn leak(
     eprintln!("bench: {rounds} CRD rounds in {:?}", started.elapsed());
     let after_crds = settle(&running, &series).await?;
     let mut out = Vec::new();
+    let mut scraper = Scraper::default();
     for (i, r) in running.into_iter().enumerate() {
-        let now = series_count(&scrape(r.addr, r.path, false).await?.body);
+        let now = series_count(&scraper.get(r.addr, r.path, false).await?.body);
         out.push(LeakResult {
             side: r.side,
             objects: generator.live().len(),
@@ -235,10 +519,12 @@ pub async fn leak(
 /// count.
 async fn settle(running: &[Running; 2], series: &[usize]) -> anyhow::Result<Vec<Usage>> {
     let deadline = Instant::now() + Duration::from_secs(300);
+    let mut scraper = Scraper::default();
     let mut out = Vec::new();
     for (r, &n) in running.iter().zip(series) {
         loop {
-            let seen = scrape(r.addr, r.path, false)
+            let seen = scraper
+                .get(r.addr, r.path, false)
                 .await
                 .map(|s| series_count(&s.body))
                 .unwrap_or(0);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tapmon_e2e::{Cluster, root};
 
-use crate::measure::{LeakResult, SideResult};
+use crate::measure::{Latencies, LeakResult, SideResult};
 use crate::probe::Usage;
 use crate::sides::Side;
 
@@ -36,10 +36,17 @@ program's user+system time at that poll, including the polls it served.
 - **Scrape**: connect to last byte over loopback, sequential, each checked for the full series \
 count; gzip scrapes send `Accept-Encoding: gzip` (kube-state-metrics runs with \
 `--enable-gzip-encoding`). Bytes are the body as sent. Throughput is plain bytes / p50.
-- **Update to series**: a Workload's condition gets a new `lastTransitionTime` (and status); \
-from the API server's acknowledgement of the status patch to the start of the first full \
-scrape that shows it, scraping back to back. This is an upper bound with the resolution of one \
-scrape: 0 means the first scrape sent after the acknowledgement already showed it.
+- **Update to series**: a Workload's condition gets a new `lastTransitionTime` (and status), \
+timed from the API server's acknowledgement of the status patch to the start of the first \
+scrape that shows it. *Full scrapes* (both programs): the full exposition scraped back to back; \
+an upper bound with the resolution of one scrape (0: the first scrape sent after the \
+acknowledgement already showed it). *Fine* (tapmon only): a second TapMonitor reading only the \
+Workload's namespace and group shares tapmon's watches, so each event reaches both monitors \
+together, and its few-kilobyte scrape is polled every millisecond; once with tapmon otherwise \
+idle, once while another thread of the harness scrapes the full exposition back to back. \
+*API server to a watch in the harness*: the same rounds, acknowledgement to the event on the \
+harness's own watch of the Workload (on the control plane's core), for reference. The target \
+is checked against the fine probe under full scrapes.
 - **RSS**: peak is `VmHWM`, steady is `VmRSS` after the scrapes and updates and 2 s of rest.
 - **Memory through churn**: both programs at once on the same objects; a round of churn \
 deletes 10% of the objects (ones that own nothing) and creates as many new ones; a CRD round \
@@ -297,19 +304,48 @@ fn scale_table(out: &mut String, objects: usize, ours: &SideResult, theirs: &Sid
         format!("{u:.2} GB/s"),
         ratio(t, u),
     );
+    let (x, y) = (&ours.update, &theirs.update);
     row(
-        "Update to series p50",
-        ms(ours.update_p50),
-        ms(theirs.update_p50),
-        latency_ratio(ours.update_p50, theirs.update_p50),
+        "Update to series p50, full scrapes",
+        ms(x.p50),
+        ms(y.p50),
+        latency_ratio(x.p50, y.p50),
     );
     row(
-        "Update to series p99",
-        ms(ours.update_p99),
-        ms(theirs.update_p99),
-        latency_ratio(ours.update_p99, theirs.update_p99),
+        "Update to series p99, full scrapes",
+        ms(x.p99),
+        ms(y.p99),
+        latency_ratio(x.p99, y.p99),
     );
-    let _ = writeln!(out);
+    if let Some(fine) = &ours.update_fine {
+        let spread = |l: &Latencies| format!("{} / {} / {}", ms(l.p50), ms(l.p99), ms(l.max));
+        for (name, shown, delivered) in [
+            ("idle", &fine.idle, &fine.delivered_idle),
+            ("under full scrapes", &fine.loaded, &fine.delivered_loaded),
+        ] {
+            row(
+                &format!("Update to series p50 / p99 / max, fine, {name}"),
+                spread(shown),
+                "–".into(),
+                "–".into(),
+            );
+            row(
+                &format!("API server to a watch in the harness, {name}"),
+                spread(delivered),
+                "–".into(),
+                "–".into(),
+            );
+        }
+    }
+    let _ = write!(out, "\n{} status updates per method", ours.update.samples);
+    if let Some(fine) = &ours.update_fine {
+        let _ = write!(
+            out,
+            "; tapmon served the full exposition {} times during the fine probe under full scrapes",
+            fine.load_scrapes
+        );
+    }
+    let _ = writeln!(out, ".\n");
 }
 
 fn leak_table(out: &mut String, ours: &LeakResult, theirs: &LeakResult) {
@@ -404,10 +440,16 @@ fn targets(out: &mut String, objects: usize, ours: &SideResult, theirs: &SideRes
         format!("{cpu:.2}×"),
         cpu <= 1.0,
     );
+    // The fine probe under full scrapes is both the exact and the harder number; without it
+    // (kube-state-metrics cannot be probed that way) the full-scrape bound stands.
+    let (update, how) = match &ours.update_fine {
+        Some(fine) => (fine.loaded.p99, "fine probe under full scrapes"),
+        None => (ours.update.p99, "full scrapes"),
+    };
     row(
-        "Update to series p99 ≤ 100 ms",
-        ms(ours.update_p99),
-        ours.update_p99 <= Duration::from_millis(100),
+        &format!("Update to series p99 ≤ 100 ms ({how})"),
+        ms(update),
+        update <= Duration::from_millis(100),
     );
     let t = throughput(ours.plain.bytes, ours.plain.p50);
     row(
