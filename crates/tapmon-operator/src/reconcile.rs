@@ -75,10 +75,15 @@ pub async fn reconcile(obj: Arc<TapMonitor>, ctx: Arc<Context>) -> Result<Action
         }
     })
     .await
-    .map_err(|e| match e {
+    .or_else(|e| match e {
+        // A deletion can be seen twice (the second time from a cache that still holds the
+        // finalizer): the object being gone when we remove it means the cleanup is done.
+        finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
+            Ok(Action::await_change())
+        }
         // Our own errors keep their variant (and metric label).
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(Box::new(other)),
+        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => Err(e),
+        other => Err(Error::Finalizer(Box::new(other))),
     });
     ctx.state
         .telemetry
@@ -677,6 +682,31 @@ mod tests {
                 })
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn a_deletion_seen_after_the_object_is_gone_is_done() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let ctx = context(Client::new(service, "default"));
+        let mut m = monitor(json!({}));
+        m.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        let reconciled = tokio::spawn(reconcile(Arc::new(m), Arc::clone(&ctx)));
+        let (req, send) = handle.next_request().await.unwrap();
+        assert_eq!(
+            (req.method().clone(), req.uri().path()),
+            (
+                Method::PATCH,
+                "/apis/tapmon.io/v1alpha1/namespaces/ns/tapmonitors/m"
+            )
+        );
+        send.send_response(
+            Response::builder()
+                .status(404)
+                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "tapmonitors.tapmon.io \"m\" not found", "reason": "NotFound", "code": 404})).unwrap()))
+                .unwrap(),
+        );
+        assert_eq!(reconciled.await.unwrap().unwrap(), Action::await_change());
     }
 
     #[tokio::test]
