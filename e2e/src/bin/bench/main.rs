@@ -65,18 +65,56 @@ fn main() -> anyhow::Result<()> {
         .block_on(run(args, command))
 }
 
+/// The control plane's processes.
+fn control_plane(cluster: &Cluster) -> anyhow::Result<Vec<u32>> {
+    ["etcd", "kube-apiserver", "kube-controller-manager"]
+        .iter()
+        .map(|component| {
+            let file = cluster.state_dir().join(format!("{component}.pid"));
+            Ok(std::fs::read_to_string(&file)
+                .with_context(|| file.display().to_string())?
+                .trim()
+                .parse()?)
+        })
+        .collect()
+}
+
 /// Pins the control plane and this harness to `cpus`: both cores while writing objects, core 0
 /// while a program is measured on core 1.
 fn pin_harness(cluster: &Cluster, cpus: &str) -> anyhow::Result<()> {
-    for component in ["etcd", "kube-apiserver", "kube-controller-manager"] {
-        let file = cluster.state_dir().join(format!("{component}.pid"));
-        let pid: u32 = std::fs::read_to_string(&file)
-            .with_context(|| file.display().to_string())?
-            .trim()
-            .parse()?;
+    for pid in control_plane(cluster)? {
         probe::pin(pid, cpus)?;
     }
     probe::pin(std::process::id(), cpus)
+}
+
+/// Control-plane CPU use (share of one core, over a second) below which it counts as idle.
+const IDLE_SHARE: f64 = 0.1;
+
+/// Waits (up to five minutes) until the control plane is idle for two seconds in a row: after
+/// objects are written, the garbage collector and etcd keep its core busy for a while, and the
+/// harness that scrapes shares that core. Returns how long it took.
+async fn control_plane_idle(cluster: &Cluster) -> anyhow::Result<std::time::Duration> {
+    let probes = control_plane(cluster)?
+        .into_iter()
+        .map(probe::Probe::new)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cpu = || -> anyhow::Result<std::time::Duration> {
+        probes.iter().map(|p| Ok(p.read()?.cpu)).sum()
+    };
+    let started = std::time::Instant::now();
+    let mut idle_seconds = 0;
+    while idle_seconds < 2 && started.elapsed() < std::time::Duration::from_secs(300) {
+        let before = cpu()?;
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let share = (cpu()? - before).as_secs_f64();
+        idle_seconds = if share < IDLE_SHARE {
+            idle_seconds + 1
+        } else {
+            0
+        };
+    }
+    Ok(started.elapsed())
 }
 
 async fn run(args: Args, command: String) -> anyhow::Result<()> {
@@ -147,6 +185,8 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
         pin_harness(&cluster, "0")?;
         let mut pair = Vec::new();
         for side in [Side::Tapmon, Side::Ksm] {
+            let waited = control_plane_idle(&cluster).await?;
+            eprintln!("bench: control plane idle after {waited:?}");
             let result = measure::side(
                 &programs,
                 &generator,

@@ -27,7 +27,9 @@ proportions, sizes, owners and status), one copy per set of namespaces, written 
 `tapmon_e2e::generate` (server-side apply, 32 requests in flight). tapmon runs one TapMonitor \
 for every group; kube-state-metrics runs `--custom-resource-state-only` with the same presets \
 (`tapmon presets`). Each program runs alone, pinned to core 1; kube-apiserver, etcd, the \
-controller manager and this harness are pinned to core 0.
+controller manager and this harness are pinned to core 0. Each program starts once the \
+control plane has used under 10% of its core for 2 s in a row (after objects are written, its \
+garbage collector keeps that core busy for a while, and the harness that scrapes shares it).
 
 - **First complete scrape**: from process start to the first scrape (plain, polled 250 ms \
 apart) that shows the final series count; tapmon's count must equal what its engine computes \
