@@ -66,17 +66,14 @@ impl ScrapeBody {
     /// Ready when the body may go on; pending while it gives its worker back, every
     /// [`YIELD_BYTES`].
     fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.yielding.is_none() {
-            if self.since_yield < YIELD_BYTES {
-                return Poll::Ready(());
-            }
+        if self.yielding.is_none() && self.since_yield >= YIELD_BYTES {
             self.since_yield = 0;
             self.yielding = Some(Box::pin(tokio::task::yield_now()));
         }
         if let Some(yielding) = self.yielding.as_mut() {
             ready!(yielding.as_mut().poll(cx));
+            self.yielding = None;
         }
-        self.yielding = None;
         Poll::Ready(())
     }
 

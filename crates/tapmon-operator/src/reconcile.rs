@@ -634,6 +634,16 @@ mod tests {
         serde_json::from_slice(&body).unwrap_or(Value::Null)
     }
 
+    /// The API server's answer to a failed call: a `Status` with `code`.
+    fn api_error(code: u16, reason: &str, message: &str) -> Response<Body> {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": message, "reason": reason, "code": code});
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&status).unwrap()))
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn an_invalid_selector_publishes_an_event_then_writes_stalled_status_and_waits() {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
@@ -700,12 +710,11 @@ mod tests {
                 "/apis/tapmon.io/v1alpha1/namespaces/ns/tapmonitors/m"
             )
         );
-        send.send_response(
-            Response::builder()
-                .status(404)
-                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "tapmonitors.tapmon.io \"m\" not found", "reason": "NotFound", "code": 404})).unwrap()))
-                .unwrap(),
-        );
+        send.send_response(api_error(
+            404,
+            "NotFound",
+            "tapmonitors.tapmon.io \"m\" not found",
+        ));
         assert_eq!(reconciled.await.unwrap().unwrap(), Action::await_change());
     }
 
@@ -725,12 +734,7 @@ mod tests {
         )
         .await;
         let (_, send) = handle.next_request().await.unwrap();
-        send.send_response(
-            Response::builder()
-                .status(409)
-                .body(Body::from(serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "conflict", "reason": "Conflict", "code": 409})).unwrap()))
-                .unwrap(),
-        );
+        send.send_response(api_error(409, "Conflict", "conflict"));
         let err = reconciled.await.unwrap().unwrap_err();
         assert_eq!(err.metric_label(), "PatchStatus");
         assert!(
