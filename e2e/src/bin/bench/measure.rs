@@ -2,7 +2,6 @@
 //! update latency and its memory; and both under rounds of churn.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -429,23 +428,22 @@ fn full_scrapes_until(
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<anyhow::Result<usize>> {
     std::thread::spawn(move || {
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
-        let mut raw = Vec::new();
-        let mut served = 0;
-        while !stop.load(Ordering::Relaxed) {
-            let mut stream = std::net::TcpStream::connect(addr)?;
-            stream.write_all(request.as_bytes())?;
-            raw.clear();
-            stream.read_to_end(&mut raw)?;
-            served += 1;
-        }
-        let body = memchr::memmem::find(&raw, b"\r\n\r\n").map_or(&raw[..0], |end| &raw[end + 4..]);
-        let seen = series_count(body);
-        anyhow::ensure!(
-            seen == series,
-            "tapmon served {seen} of {series} series under load"
-        );
-        Ok(served)
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let mut scraper = Scraper::default();
+                let (mut served, mut seen) = (0, 0);
+                while !stop.load(Ordering::Relaxed) {
+                    seen = series_count(&scraper.get(addr, path, false).await?.body);
+                    served += 1;
+                }
+                anyhow::ensure!(
+                    seen == series,
+                    "tapmon served {seen} of {series} series under load"
+                );
+                Ok(served)
+            })
     })
 }
 
