@@ -12,12 +12,14 @@ mod compile;
 mod evaluate;
 mod labels;
 pub mod model;
+mod offline;
 pub mod yaml;
 
 pub use compile::{
-    Compiled, CompiledResource, ConfigError, ConfigErrorKind, DEFAULT_PREFIX, Location,
+    Compiled, CompiledResource, ConfigError, ConfigErrorKind, DEFAULT_PREFIX, Location, Placed,
 };
 pub use evaluate::{EvalError, EvalErrorKind, EvalErrors, GVK_LABELS, ObjectKind, UNKNOWN_VALUE};
+pub use offline::{ObjectErrors, Offline};
 
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,10 @@
 //! Every config feature and conversion, and each deliberate difference from kube-state-metrics.
 
-use std::sync::Arc;
-
 use serde_json::{Value, json};
-use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
+use tapmon_exposition::Format;
 
 use crate::model::CustomResourceStateMetrics;
-use crate::{Compiled, ConfigError, EvalErrors, ObjectKind};
+use crate::{Compiled, ConfigError};
 
 struct Output {
     series: Vec<String>,
@@ -22,27 +20,13 @@ fn compile(config: &str) -> (Compiled, Vec<ConfigError>) {
 fn run(config: &str, objects: &[Value]) -> Output {
     let (compiled, config_errors) = compile(config);
     assert!(config_errors.is_empty(), "{config_errors:?}");
-    let mut store = Store::new(Arc::clone(compiled.families()));
-    let mut renderer = ObjectRenderer::new(compiled.families());
-    let mut errors = EvalErrors::default();
-    let mut messages = Vec::new();
-    for object in objects {
-        let kind = ObjectKind::of(object).expect("fixture has apiVersion and kind");
-        for (index, resource) in compiled.resources_for(kind.group, kind.version, kind.kind) {
-            errors.clear();
-            resource.evaluate(object, kind, &mut renderer, &mut errors);
-            messages.extend(errors.kept().iter().map(ToString::to_string));
-            let meta = &object["metadata"];
-            let key = ObjectKey::new(
-                index,
-                meta["namespace"].as_str().unwrap_or_default(),
-                meta["name"].as_str().unwrap_or_default(),
-            );
-            store.upsert(key, renderer.finish());
-        }
-    }
-    let mut out = Vec::new();
-    store.encode(Format::Text, &mut out);
+    let offline = compiled.render_objects(objects);
+    let messages = offline
+        .errors()
+        .iter()
+        .flat_map(|o| o.errors.kept().iter().map(ToString::to_string))
+        .collect();
+    let out = offline.encode(Format::Text);
     let text = String::from_utf8(out).expect("utf-8");
     let series = text
         .lines()

@@ -3,13 +3,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::Context;
-use serde_json::Value;
+use tapmon_crs::Compiled;
 use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
-use tapmon_crs::{Compiled, EvalErrors};
-use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
+use tapmon_exposition::Format;
 use tapmon_presets::TapGroup;
 
 use crate::load::{self, LoadedConfig};
@@ -33,46 +31,24 @@ pub fn render(
             .map(|e| format!("config: {}", config.describe(e))),
     );
     let objects = load::objects(objects, warnings)?;
-
-    let mut store = Store::new(Arc::clone(compiled.families()));
-    let mut renderer = ObjectRenderer::new(compiled.families());
-    let mut eval_errors = EvalErrors::default();
-    for object in &objects {
-        let meta = object.value.get("metadata");
-        let field = |f: &str| {
-            meta.and_then(|m| m.get(f))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-        };
-        let (namespace, name) = (field("namespace"), field("name"));
-        eval_errors.clear();
-        compiled.render(
-            &object.value,
-            &mut renderer,
-            &mut eval_errors,
-            |resource, rendered| {
-                store.upsert(ObjectKey::new(resource, namespace, name), rendered);
-            },
+    let rendered = compiled.render_objects(objects.iter().map(|o| &o.value));
+    for failed in rendered.errors() {
+        let (source, errors) = (&objects[failed.index].source, &failed.errors);
+        let object = format!(
+            "{source} {} {}/{}",
+            failed.kind, failed.namespace, failed.name
         );
-        let kind = object
-            .value
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        for e in eval_errors.kept() {
-            warnings.push(format!("{} {kind} {namespace}/{name}: {e}", object.source));
+        for e in errors.kept() {
+            warnings.push(format!("{object}: {e}"));
         }
-        if eval_errors.total() > eval_errors.kept().len() {
+        if errors.total() > errors.kept().len() {
             warnings.push(format!(
-                "{} {kind} {namespace}/{name}: {} more errors",
-                object.source,
-                eval_errors.total() - eval_errors.kept().len()
+                "{object}: {} more errors",
+                errors.total() - errors.kept().len()
             ));
         }
     }
-    let mut buf = Vec::new();
-    store.encode(format, &mut buf);
-    out.write_all(&buf)?;
+    out.write_all(&rendered.encode(format))?;
     Ok(())
 }
 

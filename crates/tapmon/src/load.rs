@@ -46,29 +46,14 @@ impl LoadedConfig {
     }
 
     /// Names a config error by the place the user can fix: a TapMonitor's own resources are
-    /// `spec.resources[i]`, preset resources are named by their group's preset.
+    /// `spec.resources[i]`, preset resources are named as built in.
     pub fn describe(&self, error: &ConfigError) -> String {
-        let index = error.location.resource;
-        let place = match &self.origin {
-            Origin::TapMonitor { name } if index >= self.own_from => {
-                format!(
-                    "TapMonitor {name} spec.resources[{}]",
-                    index - self.own_from
-                )
+        match &self.origin {
+            Origin::TapMonitor { name } => {
+                format!("TapMonitor {name} {}", error.placed(self.own_from))
             }
-            Origin::KubeStateMetrics => format!("spec.resources[{index}]"),
-            Origin::Presets | Origin::TapMonitor { .. } => {
-                format!("built-in preset resource {index}")
-            }
-        };
-        let mut out = format!("{place} ({})", error.location.gvk);
-        if let Some(metric) = &error.location.metric {
-            out.push_str(&format!(" metric {metric}"));
+            Origin::KubeStateMetrics | Origin::Presets => error.placed(self.own_from).to_string(),
         }
-        if !error.location.field.is_empty() {
-            out.push_str(&format!(" {}", error.location.field));
-        }
-        format!("{out}: {}", error.kind)
     }
 }
 

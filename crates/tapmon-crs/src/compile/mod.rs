@@ -3,86 +3,22 @@
 //! A bad metric is reported with its location and left out; every other metric of the config
 //! still compiles. (kube-state-metrics serves nothing at all when any metric fails to compile.)
 
-use std::fmt;
+mod error;
+mod parts;
+
 use std::sync::Arc;
 
-use tapmon_exposition::{FamilyDesc, FamilyId, FamilySet, MetricType, sanitize_label_name};
-use tapmon_selector::{Path, PathError};
+use tapmon_exposition::{FamilyDesc, FamilyId, FamilySet, MetricType};
+use tapmon_selector::Path;
 
-use crate::labels::{LabelSource, LabelSpec};
-use crate::model::{GroupVersionKind, MetricKind, OrderedMap, PathSpec, Resource, Spec};
+pub use error::{ConfigError, ConfigErrorKind, Location, Placed};
+use parts::{compile_body, compile_common, compile_labels};
+
+use crate::labels::LabelSpec;
+use crate::model::{GroupVersionKind, MetricKind, Resource, Spec};
 
 /// The prefix kube-state-metrics puts before metric names when `metricNamePrefix` is absent.
 pub const DEFAULT_PREFIX: &str = "kube_customresource";
-
-/// Where in a config something is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Location {
-    /// Index in `spec.resources`.
-    pub resource: usize,
-    /// The resource's group/version/kind as written.
-    pub gvk: String,
-    /// The metric's full name, when the problem is inside a metric.
-    pub metric: Option<String>,
-    /// The field, e.g. `each.gauge.labelsFromPath.status`.
-    pub field: String,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "resources[{}] ({})", self.resource, self.gvk)?;
-        if let Some(metric) = &self.metric {
-            write!(f, " metric {metric}")?;
-        }
-        if !self.field.is_empty() {
-            write!(f, " {}", self.field)?;
-        }
-        Ok(())
-    }
-}
-
-/// What is wrong at a [`Location`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ConfigErrorKind {
-    /// A path that does not compile.
-    #[error(transparent)]
-    Path(#[from] PathError),
-    /// `each.type` names a section that is absent.
-    #[error("type {0} needs its settings section")]
-    MissingSection(&'static str),
-    /// The full metric name is not a valid Prometheus name.
-    #[error("{0:?} is not a valid metric name")]
-    InvalidMetricName(String),
-    /// Two declarations of one family disagree.
-    #[error("{0}")]
-    Family(String),
-    /// Two labels of one map end up with the same name.
-    #[error("labels {first:?} and {second:?} both become {sanitized:?}")]
-    LabelCollision {
-        /// First label as written.
-        first: String,
-        /// Second label as written.
-        second: String,
-        /// The name both sanitise to.
-        sanitized: String,
-    },
-    /// A StateSet without states or with a state twice.
-    #[error("{0}")]
-    StateList(String),
-    /// The group is required (an empty or `*` group cannot be resolved).
-    #[error("group is required")]
-    MissingGroup,
-}
-
-/// A config problem: where and what.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{location}: {kind}")]
-pub struct ConfigError {
-    /// Where.
-    pub location: Location,
-    /// What.
-    pub kind: ConfigErrorKind,
-}
 
 /// The body of a compiled metric.
 #[derive(Debug, Clone)]
@@ -359,192 +295,5 @@ fn full_name(resource: &Resource, name: &str) -> String {
         None => format!("{DEFAULT_PREFIX}_{name}"),
         Some("") => name.to_owned(),
         Some(prefix) => format!("{prefix}_{name}"),
-    }
-}
-
-type Report<'r> = &'r mut dyn FnMut(ConfigErrorKind, String);
-
-fn compile_path(spec: &PathSpec) -> Result<Path, PathError> {
-    match spec {
-        PathSpec::Segments(parts) => Path::from_segments(parts),
-        PathSpec::JsonPath(expr) => Path::from_jsonpath(expr),
-    }
-}
-
-fn check_collision(
-    seen: &mut Vec<(String, String)>,
-    written: &str,
-    sanitized: &str,
-    report: Report<'_>,
-) -> bool {
-    if let Some((first, _)) = seen.iter().find(|(_, s)| s == sanitized) {
-        report(
-            ConfigErrorKind::LabelCollision {
-                first: first.clone(),
-                second: written.to_owned(),
-                sanitized: sanitized.to_owned(),
-            },
-            format!(".{written}"),
-        );
-        return false;
-    }
-    seen.push((written.to_owned(), sanitized.to_owned()));
-    true
-}
-
-fn compile_common(map: &OrderedMap<String>, report: Report<'_>) -> Vec<LabelSpec> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    for (name, value) in map.iter() {
-        let sanitized = sanitize_label_name(name).into_owned();
-        if check_collision(&mut seen, name, &sanitized, report) {
-            out.push(LabelSpec {
-                name: sanitized.into(),
-                source: LabelSource::Fixed(value.as_str().into()),
-            });
-        }
-    }
-    out
-}
-
-fn compile_labels(map: &OrderedMap<PathSpec>, report: Report<'_>) -> Vec<LabelSpec> {
-    let mut seen = Vec::new();
-    let mut out = Vec::new();
-    for (name, spec) in map.iter() {
-        let path = match compile_path(spec) {
-            Ok(p) => p,
-            Err(e) => {
-                report(e.into(), format!(".{name}"));
-                continue;
-            }
-        };
-        // `*`, `prefix_*` and `*suffix` expand a map; the part before a trailing `*` prefixes
-        // each key, as in kube-state-metrics.
-        if let Some(prefix) = name.strip_suffix('*') {
-            out.push(LabelSpec {
-                name: name.into(),
-                source: LabelSource::Expand {
-                    prefix: prefix.into(),
-                    path,
-                },
-            });
-            continue;
-        }
-        if name.starts_with('*') {
-            out.push(LabelSpec {
-                name: name.into(),
-                source: LabelSource::Expand {
-                    prefix: "".into(),
-                    path,
-                },
-            });
-            continue;
-        }
-        let sanitized = sanitize_label_name(name).into_owned();
-        if check_collision(&mut seen, name, &sanitized, report) {
-            out.push(LabelSpec {
-                name: sanitized.into(),
-                source: LabelSource::Path(path),
-            });
-        }
-    }
-    out
-}
-
-type BodyError = (ConfigErrorKind, String);
-
-fn compile_body(
-    kind: MetricKind,
-    each: &crate::model::Metric,
-) -> Result<(Body, Option<String>), BodyError> {
-    let path_at = |spec: &PathSpec, field: &str| {
-        compile_path(spec).map_err(|e| (ConfigErrorKind::Path(e), field.to_owned()))
-    };
-    let optional_path_at =
-        |spec: &Option<PathSpec>, field: &str| spec.as_ref().map(|v| path_at(v, field)).transpose();
-    let labels_at = |map: &OrderedMap<PathSpec>, field: &str| {
-        let mut first: Option<BodyError> = None;
-        let labels = compile_labels(map, &mut |k, f| {
-            first.get_or_insert((k, format!("{field}{f}")));
-        });
-        match first {
-            Some(e) => Err(e),
-            None => Ok(labels),
-        }
-    };
-    let label_name = |name: &Option<String>| {
-        name.as_deref()
-            .filter(|n| !n.is_empty())
-            .map(|n| sanitize_label_name(n).into_owned().into_boxed_str())
-    };
-    match kind {
-        MetricKind::Gauge => {
-            let g = each.gauge.as_ref().ok_or((
-                ConfigErrorKind::MissingSection("Gauge"),
-                ".gauge".to_owned(),
-            ))?;
-            Ok((
-                Body::Gauge {
-                    path: path_at(&g.path, ".gauge.path")?,
-                    value_from: optional_path_at(&g.value_from, ".gauge.valueFrom")?,
-                    label_from_key: label_name(&g.label_from_key),
-                    labels: labels_at(&g.labels_from_path, ".gauge.labelsFromPath")?,
-                    nil_is_zero: g.nil_is_zero,
-                },
-                None,
-            ))
-        }
-        MetricKind::Info => {
-            let i = each
-                .info
-                .as_ref()
-                .ok_or((ConfigErrorKind::MissingSection("Info"), ".info".to_owned()))?;
-            Ok((
-                Body::Info {
-                    path: path_at(&i.path, ".info.path")?,
-                    label_from_key: label_name(&i.label_from_key),
-                    labels: labels_at(&i.labels_from_path, ".info.labelsFromPath")?,
-                },
-                None,
-            ))
-        }
-        MetricKind::StateSet => {
-            let s = each.state_set.as_ref().ok_or((
-                ConfigErrorKind::MissingSection("StateSet"),
-                ".stateSet".to_owned(),
-            ))?;
-            let name = label_name(&s.label_name).ok_or((
-                ConfigErrorKind::StateList("labelName is required".into()),
-                ".stateSet.labelName".to_owned(),
-            ))?;
-            if s.list.is_empty() {
-                return Err((
-                    ConfigErrorKind::StateList("list needs at least one state".into()),
-                    ".stateSet.list".to_owned(),
-                ));
-            }
-            if let Some(dup) = s
-                .list
-                .iter()
-                .enumerate()
-                .find(|(i, v)| s.list[..*i].contains(v))
-            {
-                return Err((
-                    ConfigErrorKind::StateList(format!("state {:?} is listed twice", dup.1)),
-                    ".stateSet.list".to_owned(),
-                ));
-            }
-            let state_label = name.to_string();
-            Ok((
-                Body::StateSet {
-                    path: path_at(&s.path, ".stateSet.path")?,
-                    value_from: optional_path_at(&s.value_from, ".stateSet.valueFrom")?,
-                    label_name: name,
-                    list: s.list.iter().map(|v| v.as_str().into()).collect(),
-                    labels: labels_at(&s.labels_from_path, ".stateSet.labelsFromPath")?,
-                },
-                Some(state_label),
-            ))
-        }
     }
 }
