@@ -399,21 +399,7 @@ pub async fn apply_tap_monitor(client: &Client, name: &str, spec: Value) -> anyh
 
 /// A TapMonitor `spec.groups` with only the groups in `on` enabled.
 pub fn groups_only(on: &[TapGroup]) -> Value {
-    let groups: serde_json::Map<String, Value> = TapGroup::ALL
-        .iter()
-        .map(|g| {
-            // Group names are kebab-case, the spec's fields camelCase.
-            let mut parts = g.name().split('-');
-            let mut field = parts.next().unwrap_or_default().to_owned();
-            for part in parts {
-                let mut chars = part.chars();
-                field.extend(chars.next().map(|c| c.to_ascii_uppercase()));
-                field.push_str(chars.as_str());
-            }
-            (field, json!({"enabled": on.contains(g)}))
-        })
-        .collect();
-    Value::Object(groups)
+    serde_json::to_value(tapmon_api::Groups::only(on)).expect("groups serialise")
 }
 
 /// Installs the operator's RBAC from `deploy/` and returns a client for its ServiceAccount.

@@ -1,5 +1,6 @@
 //! What the operator reports in `TapMonitor.status`, shaped for kstatus so Flux and Argo CD can
-//! judge health: `observedGeneration` and the `Ready`, `Reconciling` and `Stalled` conditions.
+//! judge health: `observedGeneration`, the `Ready`, `Reconciling` and `Stalled` conditions, one
+//! condition per published kind, and the state of each kind read.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use schemars::JsonSchema;
@@ -12,7 +13,8 @@ pub struct TapMonitorStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling` and `Stalled`.
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus), then `ServiceMonitor`, `PrometheusRule`
+    /// and `Dashboards` ([`crate::ConditionType`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// One entry per kind the monitor reads.
@@ -61,4 +63,27 @@ pub enum KindState {
     Forbidden,
     /// Watching failed for another reason (see `message`); retried with backoff.
     Error,
+}
+
+impl KindState {
+    /// The state as written in the API.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KindState::Watching => "Watching",
+            KindState::NotInstalled => "NotInstalled",
+            KindState::Forbidden => "Forbidden",
+            KindState::Error => "Error",
+        }
+    }
+
+    /// True for the states that keep a monitor from being Ready.
+    pub fn is_failure(self) -> bool {
+        matches!(self, KindState::Forbidden | KindState::Error)
+    }
+}
+
+impl std::fmt::Display for KindState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }

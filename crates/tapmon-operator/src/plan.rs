@@ -95,10 +95,9 @@ pub fn validate(spec: &TapMonitorSpec) -> Result<Validated, ValidateError> {
                 .map_err(ValidateError::NamespaceSelector)?,
         },
     };
-    let presets = tapmon_presets::spec_for(spec.groups.enabled())?;
-    let own_from = presets.resources.len();
     let config = spec.config()?;
-    let (compiled, errors) = Compiled::compile(&config);
+    let own_from = config.own_from;
+    let (compiled, errors) = Compiled::compile(&config.spec);
     let problems = errors
         .iter()
         .map(|e| {

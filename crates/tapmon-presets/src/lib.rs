@@ -4,100 +4,92 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use tapmon_crs::model::{CustomResourceStateMetrics, Resource, Spec};
 
-/// A TAP resource group: the unit a TapMonitor turns on or off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum TapGroup {
+/// The TAP groups, one line each: the variant, its name (the field of a TapMonitor's
+/// `spec.groups`, the `--group` of the CLI and the preset file `config/presets/<name>.yaml`) and
+/// what it covers. Adding a group is a line here and its preset file.
+macro_rules! tap_groups {
+    ($($(#[doc = $doc:literal])* $variant:ident = $name:literal,)*) => {
+        /// A TAP resource group: the unit a TapMonitor turns on or off.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum TapGroup {
+            $($(#[doc = $doc])* $variant,)*
+        }
+
+        impl TapGroup {
+            /// Every group, in the catalogue's order.
+            pub const ALL: [TapGroup; [$($name),*].len()] = [$(TapGroup::$variant),*];
+
+            /// The group's one name (camelCase, as in a TapMonitor's `spec.groups`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(TapGroup::$variant => $name,)*
+                }
+            }
+
+            /// What the group covers, for docs and the CRD schema.
+            pub fn description(self) -> &'static str {
+                match self {
+                    $(TapGroup::$variant => concat!($($doc),*).trim_ascii(),)*
+                }
+            }
+
+            /// The preset as shipped: kube-state-metrics YAML.
+            pub fn source(self) -> &'static str {
+                match self {
+                    $(TapGroup::$variant => include_str!(concat!("../../../config/presets/", $name, ".yaml")),)*
+                }
+            }
+        }
+    };
+}
+
+tap_groups! {
     /// Cartographer workloads and deliverables (`carto.run`).
-    Cartographer,
+    Cartographer = "cartographer",
     /// Service bindings (`servicebinding.io`).
-    ServiceBindings,
-    /// Services Toolkit classes and claims (`services.apps.tanzu.vmware.com`).
-    ServicesToolkit,
+    ServiceBindings = "serviceBindings",
+    /// Services Toolkit cluster instance classes, class claims and resource claims
+    /// (`services.apps.tanzu.vmware.com`).
+    ServicesToolkit = "servicesToolkit",
     /// Knative services and revisions (`serving.knative.dev`).
-    Knative,
+    Knative = "knative",
     /// Carvel package repositories, package installs and apps.
-    Carvel,
+    Carvel = "carvel",
     /// API descriptors (`apis.apps.tanzu.vmware.com`).
-    ApiDescriptors,
+    ApiDescriptors = "apiDescriptors",
     /// Tekton pipeline runs and task runs (`tekton.dev`).
-    Tekton,
+    Tekton = "tekton",
     /// Application Accelerator accelerators and fragments.
-    Accelerators,
+    Accelerators = "accelerators",
     /// Flux git repositories (`source.toolkit.fluxcd.io`).
-    Flux,
+    Flux = "flux",
     /// Supply chain security image and source scans.
-    Scanning,
+    Scanning = "scanning",
     /// kpack images and builds (`kpack.io`).
-    Kpack,
+    Kpack = "kpack",
 }
 
 impl TapGroup {
-    /// Every group, in the catalogue's order.
-    pub const ALL: [TapGroup; 11] = [
-        TapGroup::Cartographer,
-        TapGroup::ServiceBindings,
-        TapGroup::ServicesToolkit,
-        TapGroup::Knative,
-        TapGroup::Carvel,
-        TapGroup::ApiDescriptors,
-        TapGroup::Tekton,
-        TapGroup::Accelerators,
-        TapGroup::Flux,
-        TapGroup::Scanning,
-        TapGroup::Kpack,
-    ];
-
-    /// The group's name, as in `config/presets/<name>.yaml`.
-    pub fn name(self) -> &'static str {
-        match self {
-            TapGroup::Cartographer => "cartographer",
-            TapGroup::ServiceBindings => "service-bindings",
-            TapGroup::ServicesToolkit => "services-toolkit",
-            TapGroup::Knative => "knative",
-            TapGroup::Carvel => "carvel",
-            TapGroup::ApiDescriptors => "api-descriptors",
-            TapGroup::Tekton => "tekton",
-            TapGroup::Accelerators => "accelerators",
-            TapGroup::Flux => "flux",
-            TapGroup::Scanning => "scanning",
-            TapGroup::Kpack => "kpack",
-        }
-    }
-
-    /// The preset as shipped: kube-state-metrics YAML.
-    pub fn source(self) -> &'static str {
-        match self {
-            TapGroup::Cartographer => include_str!("../../../config/presets/cartographer.yaml"),
-            TapGroup::ServiceBindings => {
-                include_str!("../../../config/presets/service-bindings.yaml")
-            }
-            TapGroup::ServicesToolkit => {
-                include_str!("../../../config/presets/services-toolkit.yaml")
-            }
-            TapGroup::Knative => include_str!("../../../config/presets/knative.yaml"),
-            TapGroup::Carvel => include_str!("../../../config/presets/carvel.yaml"),
-            TapGroup::ApiDescriptors => {
-                include_str!("../../../config/presets/api-descriptors.yaml")
-            }
-            TapGroup::Tekton => include_str!("../../../config/presets/tekton.yaml"),
-            TapGroup::Accelerators => include_str!("../../../config/presets/accelerators.yaml"),
-            TapGroup::Flux => include_str!("../../../config/presets/flux.yaml"),
-            TapGroup::Scanning => include_str!("../../../config/presets/scanning.yaml"),
-            TapGroup::Kpack => include_str!("../../../config/presets/kpack.yaml"),
-        }
-    }
-
-    /// The preset's resources.
-    pub fn resources(self) -> Result<Vec<Resource>, PresetError> {
-        let cfg: CustomResourceStateMetrics =
-            tapmon_crs::yaml::from_str(self.source()).map_err(|e| PresetError {
-                group: self.name(),
-                message: e.to_string(),
-            })?;
-        Ok(cfg.spec.resources)
+    /// The preset's resources, parsed once per process (they are compiled into the binary).
+    pub fn resources(self) -> Result<&'static [Resource], PresetError> {
+        static PARSED: [OnceLock<Result<Vec<Resource>, PresetError>>; TapGroup::ALL.len()] =
+            [const { OnceLock::new() }; TapGroup::ALL.len()];
+        let index = TapGroup::ALL.iter().position(|g| *g == self).unwrap_or(0);
+        PARSED[index]
+            .get_or_init(|| {
+                tapmon_crs::yaml::from_str::<CustomResourceStateMetrics>(self.source())
+                    .map(|cfg| cfg.spec.resources)
+                    .map_err(|e| PresetError {
+                        group: self.name(),
+                        message: e.to_string(),
+                    })
+            })
+            .as_deref()
+            .map_err(Clone::clone)
     }
 }
 
@@ -109,10 +101,12 @@ impl fmt::Display for TapGroup {
 
 /// A group name that is not one of the eleven.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "unknown TAP group {0:?}; the groups are: cartographer, service-bindings, services-toolkit, knative, carvel, api-descriptors, tekton, accelerators, flux, scanning, kpack"
-)]
+#[error("unknown TAP group {0:?}; the groups are: {names}", names = group_names())]
 pub struct UnknownGroup(pub String);
+
+fn group_names() -> String {
+    TapGroup::ALL.map(TapGroup::name).join(", ")
+}
 
 impl FromStr for TapGroup {
     type Err = UnknownGroup;
@@ -142,7 +136,7 @@ pub fn spec_for(groups: impl IntoIterator<Item = TapGroup>) -> Result<Spec, Pres
     groups.dedup();
     let mut resources = Vec::new();
     for group in groups {
-        resources.extend(group.resources()?);
+        resources.extend_from_slice(group.resources()?);
     }
     Ok(Spec { resources })
 }

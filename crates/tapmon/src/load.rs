@@ -77,10 +77,10 @@ pub fn config(path: &Path) -> anyhow::Result<LoadedConfig> {
             let spec: TapMonitorSpec =
                 serde_json::from_value(doc.get("spec").cloned().unwrap_or(Value::Null))
                     .with_context(|| format!("{}: TapMonitor {name} spec", path.display()))?;
-            let presets = tapmon_presets::spec_for(spec.groups.enabled())?;
+            let config = spec.config()?;
             Ok(LoadedConfig {
-                own_from: presets.resources.len(),
-                spec: spec.config()?,
+                own_from: config.own_from,
+                spec: config.spec,
                 origin: Origin::TapMonitor { name },
             })
         }
