@@ -12,12 +12,17 @@ use tapmon_e2e::{
     Prometheus, ScrapeTarget, apply, catalogue_queries, cluster_with_operator, eventually, serial,
 };
 use tapmon_presets::TapGroup;
+use tapmon_publish::promql;
 use tapmon_publish::rules::{Rule, rule_groups};
 
-/// Catalogue queries with a syntax slip, and their corrected form (README, "Built-in presets").
+/// Catalogue queries with a syntax slip, and their corrected form (README, "Built-in presets"):
+/// the fragment the published alert and dashboard use, unscoped.
 fn corrected(what: &str) -> Option<String> {
     (what == "Workloads where latest revision is not healthy").then(|| {
-        "count by (workload) (knative_service_info unless ignoring(__dst__) (label_replace(knative_service_info, \"__dst__\", \"$1\", \"latest_created_revision\", \"(.*)\") == label_replace(knative_service_info, \"__dst__\", \"$1\", \"latest_ready_revision\", \"(.*)\")))".to_owned()
+        format!(
+            "count by (workload) ({})",
+            promql::scoped(promql::LATEST_REVISION_NOT_READY, None)
+        )
     })
 }
 

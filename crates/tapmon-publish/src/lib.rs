@@ -3,5 +3,6 @@
 //! them in a PrometheusRule and ConfigMaps; `tapmon rules` and `tapmon dashboards` print them.
 
 pub mod dashboards;
+pub mod promql;
 pub mod rules;
 mod selector;

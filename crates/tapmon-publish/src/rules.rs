@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use tapmon_presets::TapGroup;
 
+use crate::promql::{self, scoped};
+
 /// Where runbooks live; each alert links `<base>/<AlertName>.md`.
 pub const RUNBOOK_BASE: &str = "https://github.com/tapmon/tapmon/blob/main/docs/runbooks";
 
@@ -53,12 +55,28 @@ pub enum Rule {
     },
 }
 
+/// PromQL with `{S}` where the scope matcher goes (right after `{`): written out, or a shared
+/// fragment ([`promql`]) with text around it.
+#[derive(Debug, Clone, Copy)]
+enum Expr {
+    Plain(&'static str),
+    Around(&'static str, &'static str, &'static str),
+}
+
+impl Expr {
+    fn template(self) -> String {
+        match self {
+            Expr::Plain(e) => e.to_owned(),
+            Expr::Around(before, fragment, after) => format!("{before}{fragment}{after}"),
+        }
+    }
+}
+
 /// One stage of a workload's supply chain: which group feeds it and how.
 struct Stage {
     name: &'static str,
     group: TapGroup,
-    /// PromQL with `{S}` where the scope matcher goes (right after `{`).
-    expr: &'static str,
+    expr: Expr,
 }
 
 /// The stages, in supply-chain order. Values: 1 healthy, 0 failing, -1 unknown.
@@ -66,57 +84,73 @@ const STAGES: [Stage; 9] = [
     Stage {
         name: "source",
         group: TapGroup::Flux,
-        expr: r#"max by (namespace, workload) (flux_git_repository_status{S type="Ready", owner_type="Workload"})"#,
+        expr: Expr::Plain(
+            r#"max by (namespace, workload) (flux_git_repository_status{S type="Ready", owner_type="Workload"})"#,
+        ),
     },
     Stage {
         name: "tests",
         group: TapGroup::Tekton,
-        expr: r#"max by (namespace, workload) (tekton_pipeline_run_status{S type="Succeeded"})"#,
+        expr: Expr::Plain(promql::TESTS_BY_WORKLOAD),
     },
     Stage {
         name: "build",
         group: TapGroup::Kpack,
-        expr: r#"max by (namespace, workload) (kpack_image_status{S type="Ready"})"#,
+        expr: Expr::Plain(r#"max by (namespace, workload) (kpack_image_status{S type="Ready"})"#),
     },
     Stage {
         name: "scan",
         group: TapGroup::Scanning,
-        expr: r#"min by (namespace, workload) ({S __name__=~"scst_(image|source)_scan_status", type=~"Succeeded|PolicySucceeded"})"#,
+        expr: Expr::Plain(
+            r#"min by (namespace, workload) ({S __name__=~"scst_(image|source)_scan_status", type=~"Succeeded|PolicySucceeded"})"#,
+        ),
     },
     Stage {
         name: "config",
         group: TapGroup::Tekton,
-        expr: r#"max by (namespace, workload) (tekton_task_run_status{S component="config-writer", type="Succeeded"})"#,
+        expr: Expr::Plain(
+            r#"max by (namespace, workload) (tekton_task_run_status{S component="config-writer", type="Succeeded"})"#,
+        ),
     },
     Stage {
         name: "workload",
         group: TapGroup::Cartographer,
-        expr: r#"max by (namespace, workload) (label_replace(cartographer_workload_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#,
+        expr: Expr::Plain(
+            r#"max by (namespace, workload) (label_replace(cartographer_workload_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#,
+        ),
     },
     Stage {
         name: "delivery",
         group: TapGroup::Cartographer,
-        expr: r#"max by (namespace, workload) (label_replace(cartographer_deliverable_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#,
+        expr: Expr::Around(
+            "max by (namespace, workload) (",
+            promql::DELIVERABLE_READY_BY_WORKLOAD,
+            ")",
+        ),
     },
     Stage {
         name: "runtime",
         group: TapGroup::Knative,
-        expr: r#"max by (namespace, workload) (knative_service_status{S type="Ready"})"#,
+        expr: Expr::Plain(
+            r#"max by (namespace, workload) (knative_service_status{S type="Ready"})"#,
+        ),
     },
     Stage {
         name: "bindings",
         group: TapGroup::ServiceBindings,
-        expr: r#"min by (namespace, workload) (service_binding_status{S type="Ready"})"#,
+        expr: Expr::Plain(
+            r#"min by (namespace, workload) (service_binding_status{S type="Ready"})"#,
+        ),
     },
 ];
 
 /// The stage expressions a set of groups can fill, unscoped: `{S ` marks where scope matchers
 /// go (`{S}` for a selector without matchers of its own).
-pub fn stage_templates(groups: &[TapGroup]) -> Vec<(&'static str, &'static str)> {
+pub fn stage_templates(groups: &[TapGroup]) -> Vec<(&'static str, String)> {
     STAGES
         .iter()
         .filter(|s| groups.contains(&s.group))
-        .map(|s| (s.name, s.expr))
+        .map(|s| (s.name, s.expr.template()))
         .collect()
 }
 
@@ -134,12 +168,10 @@ struct AlertDef {
     group: TapGroup,
     severity: &'static str,
     for_: &'static str,
-    expr: &'static str,
+    expr: Expr,
     summary: &'static str,
     description: &'static str,
 }
-
-const LATEST_NOT_READY: &str = r#"knative_service_info{S} unless ignoring(__dst__) (label_replace(knative_service_info{S}, "__dst__", "$1", "latest_created_revision", "(.*)") == label_replace(knative_service_info{S}, "__dst__", "$1", "latest_ready_revision", "(.*)"))"#;
 
 const ALERTS: [AlertDef; 10] = [
     AlertDef {
@@ -147,7 +179,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Cartographer,
         severity: "warning",
         for_: "15m",
-        expr: r#"cartographer_workload_status{S type="Ready", status="False"}"#,
+        expr: Expr::Plain(promql::WORKLOAD_NOT_READY),
         summary: "Workload {{ $labels.namespace }}/{{ $labels.name }} is not ready",
         description: "Its Ready condition has been False for 15 minutes: {{ $labels.reason }}: {{ $labels.message }}",
     },
@@ -156,7 +188,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Cartographer,
         severity: "warning",
         for_: "5m",
-        expr: r#"cartographer_workload_status{S type="SupplyChainReady", status="False"}"#,
+        expr: Expr::Plain(promql::WORKLOAD_WITHOUT_SUPPLY_CHAIN),
         summary: "Workload {{ $labels.namespace }}/{{ $labels.name }} matches no supply chain",
         description: "No ClusterSupplyChain selects it ({{ $labels.reason }}); nothing is built or deployed.",
     },
@@ -165,7 +197,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Kpack,
         severity: "warning",
         for_: "15m",
-        expr: r#"kpack_image_status{S type="Ready", status="False"}"#,
+        expr: Expr::Plain(r#"kpack_image_status{S type="Ready", status="False"}"#),
         summary: "Builds of {{ $labels.namespace }}/{{ $labels.name }} are failing",
         description: "The kpack Image is not Ready: its latest build failed ({{ $labels.reason }}).",
     },
@@ -174,7 +206,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Tekton,
         severity: "warning",
         for_: "15m",
-        expr: r#"max by (namespace, workload) (tekton_pipeline_run_status{S type="Succeeded"}) == 0"#,
+        expr: Expr::Around("", promql::TESTS_BY_WORKLOAD, " == 0"),
         summary: "Tests of workload {{ $labels.namespace }}/{{ $labels.workload }} are failing",
         description: "None of its testing pipeline runs succeeded.",
     },
@@ -183,7 +215,9 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Scanning,
         severity: "critical",
         for_: "0m",
-        expr: r#"{S __name__=~"scst_(image|source)_scan_info", critical_cve_count!~"0|"}"#,
+        expr: Expr::Plain(
+            r#"{S __name__=~"scst_(image|source)_scan_info", critical_cve_count!~"0|"}"#,
+        ),
         summary: "{{ $labels.namespace }}/{{ $labels.name }} has {{ $labels.critical_cve_count }} critical CVEs",
         description: "A supply chain scan of workload {{ $labels.workload }} found critical vulnerabilities.",
     },
@@ -192,7 +226,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Flux,
         severity: "warning",
         for_: "15m",
-        expr: r#"flux_git_repository_status{S type="Ready", status="False"}"#,
+        expr: Expr::Plain(r#"flux_git_repository_status{S type="Ready", status="False"}"#),
         summary: "Source {{ $labels.namespace }}/{{ $labels.name }} cannot be fetched",
         description: "The Flux GitRepository of {{ $labels.owner_type }} {{ $labels.owner }} is not Ready: {{ $labels.reason }}: {{ $labels.message }}",
     },
@@ -201,7 +235,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Carvel,
         severity: "critical",
         for_: "15m",
-        expr: r#"carvel_packageinstall_info{S type="ReconcileFailed", status="True"}"#,
+        expr: Expr::Plain(promql::PACKAGE_INSTALL_FAILING),
         summary: "Package install {{ $labels.namespace }}/{{ $labels.name }} fails to reconcile",
         description: "kapp-controller cannot reconcile {{ $labels.package_name }} {{ $labels.package_version }}.",
     },
@@ -210,7 +244,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Knative,
         severity: "warning",
         for_: "15m",
-        expr: LATEST_NOT_READY,
+        expr: Expr::Plain(promql::LATEST_REVISION_NOT_READY),
         summary: "The latest revision of Knative service {{ $labels.namespace }}/{{ $labels.name }} is not ready",
         description: "{{ $labels.latest_created_revision }} was created but traffic still goes to {{ $labels.latest_ready_revision }}.",
     },
@@ -219,7 +253,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::Cartographer,
         severity: "warning",
         for_: "15m",
-        expr: r#"cartographer_deliverable_status{S type="Ready", status="False"}"#,
+        expr: Expr::Plain(promql::DELIVERABLE_NOT_READY),
         summary: "Deliverable {{ $labels.namespace }}/{{ $labels.name }} is failing",
         description: "Its Ready condition is False: {{ $labels.reason }}: {{ $labels.message }}",
     },
@@ -228,7 +262,7 @@ const ALERTS: [AlertDef; 10] = [
         group: TapGroup::ServicesToolkit,
         severity: "warning",
         for_: "15m",
-        expr: r#"stk_class_claim_status{S type="Ready", status!="True"}"#,
+        expr: Expr::Plain(promql::CLAIM_NOT_READY),
         summary: "Class claim {{ $labels.namespace }}/{{ $labels.name }} is not ready",
         description: "Its Ready condition is {{ $labels.status }}: {{ $labels.reason }}: {{ $labels.message }}",
     },
@@ -239,10 +273,6 @@ pub fn alert_names() -> Vec<&'static str> {
     ALERTS.iter().map(|a| a.name).collect()
 }
 
-fn scoped(expr: &str, scope: Option<&str>) -> String {
-    crate::selector::fill(expr, "S", &crate::selector::scope_matcher(scope))
-}
-
 /// The rule groups for `groups`; with `scope`, every selector is limited to the series of
 /// that TapMonitor (`namespace/name`).
 pub fn rule_groups(groups: &[TapGroup], scope: Option<&str>) -> Vec<RuleGroup> {
@@ -251,7 +281,7 @@ pub fn rule_groups(groups: &[TapGroup], scope: Option<&str>) -> Vec<RuleGroup> {
         .filter(|s| groups.contains(&s.group))
         .map(|s| Rule::Record {
             record: STAGE_RECORD.into(),
-            expr: scoped(s.expr, scope),
+            expr: scoped(&s.expr.template(), scope),
             labels: BTreeMap::from([("stage".into(), s.name.into())]),
         })
         .collect();
@@ -260,7 +290,7 @@ pub fn rule_groups(groups: &[TapGroup], scope: Option<&str>) -> Vec<RuleGroup> {
         .filter(|a| groups.contains(&a.group))
         .map(|a| Rule::Alert {
             alert: a.name.into(),
-            expr: scoped(a.expr, scope),
+            expr: scoped(&a.expr.template(), scope),
             for_: a.for_.into(),
             labels: BTreeMap::from([("severity".into(), a.severity.into())]),
             annotations: BTreeMap::from([
