@@ -2,14 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 use serde_json::Value;
 use tapmon_crs::{EvalErrors, ObjectKind};
 use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store, StoreStats};
 
-use crate::plan::{Validated, WatchKey};
+use crate::kinds::WatchKey;
+use crate::validate::Validated;
 
 /// Namespace and name of a TapMonitor.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,10 +29,19 @@ impl fmt::Display for MonitorKey {
     }
 }
 
-/// Locks a mutex; a panic elsewhere while it was held leaves data that is still consistent
-/// enough to serve (each write is one upsert), so poisoning is not propagated.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+/// Namespace and name of a watched object, read once from its metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectId<'a> {
+    /// Namespace; empty for a cluster-scoped object.
+    pub namespace: &'a str,
+    /// Name.
+    pub name: &'a str,
+}
+
+impl fmt::Display for ObjectId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
 }
 
 /// Store keys of one (watch, resource) pair: a store key's `resource` is a binding id, so the
@@ -60,13 +72,6 @@ pub struct Monitor {
     bindings: Mutex<Bindings>,
 }
 
-/// What evaluating one object against one monitor produced.
-#[derive(Debug, Default)]
-pub struct Applied {
-    /// Errors, with the first few kept in detail.
-    pub errors: EvalErrors,
-}
-
 impl Monitor {
     /// A monitor with no series yet.
     pub fn new(
@@ -76,13 +81,13 @@ impl Monitor {
         validated: Validated,
         source: tapmon_api::TapMonitorSpec,
     ) -> Self {
-        static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        static BUILDS: AtomicU64 = AtomicU64::new(1);
         let families = Arc::clone(validated.compiled.families());
         Self {
             key,
             uid,
             generation,
-            build: BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            build: BUILDS.fetch_add(1, Ordering::Relaxed),
             source,
             renderer: Mutex::new(ObjectRenderer::new(&families)),
             store: Mutex::new(Store::new(families)),
@@ -110,7 +115,7 @@ impl Monitor {
             .flat_map(|(k, rs)| rs.iter().map(move |r| (k.clone(), *r)))
             .collect();
         let removed: HashSet<u32> = {
-            let mut b = lock(&self.bindings);
+            let mut b = self.bindings.lock();
             let gone: Vec<(WatchKey, u32)> = b
                 .ids
                 .keys()
@@ -128,21 +133,23 @@ impl Monitor {
             removed
         };
         if !removed.is_empty() {
-            lock(&self.store).retain(|k| !removed.contains(&k.resource));
+            self.store.lock().retain(|k| !removed.contains(&k.resource));
         }
         removed.len()
     }
 
     /// The watches this monitor is bound to.
     pub fn watch_keys(&self) -> Vec<WatchKey> {
-        let b = lock(&self.bindings);
+        let b = self.bindings.lock();
         let mut keys: Vec<WatchKey> = b.ids.keys().map(|(w, _)| w.clone()).collect();
         keys.dedup();
         keys
     }
 
+    /// (resource index, store id) of each resource bound to `watch`.
     fn ids_of(&self, watch: &WatchKey) -> Vec<(u32, u32)> {
-        lock(&self.bindings)
+        self.bindings
+            .lock()
             .ids
             .iter()
             .filter(|((w, _), _)| w == watch)
@@ -150,53 +157,44 @@ impl Monitor {
             .collect()
     }
 
-    /// Evaluates an object of `watch` and stores its series; an object outside the monitor's
-    /// namespaces (`admitted` false) has its series removed instead.
-    pub fn apply(
+    /// Evaluates an object of `watch`, read as `kind`, and stores its series; what could not
+    /// be evaluated is added to `errors`.
+    pub fn evaluate(
         &self,
         watch: &WatchKey,
+        kind: ObjectKind<'_>,
         object: &Value,
-        namespace: &str,
-        name: &str,
-        admitted: bool,
-    ) -> Applied {
-        let mut applied = Applied::default();
-        let ids = self.ids_of(watch);
-        if !admitted {
-            let mut store = lock(&self.store);
-            for (_, id) in ids {
-                store.remove(&ObjectKey::new(id, namespace, name));
-            }
-            return applied;
-        }
-        let Some(kind) = ObjectKind::of(object) else {
-            return applied;
-        };
+        id: ObjectId<'_>,
+        errors: &mut EvalErrors,
+    ) {
         let resources = self.validated.compiled.resources();
         // Render outside the store lock: a scrape never waits for an evaluation.
-        let mut rendered = Vec::with_capacity(ids.len());
-        {
-            let mut renderer = lock(&self.renderer);
-            for (resource, id) in ids {
-                if let Some(r) = resources.get(resource as usize) {
-                    r.evaluate(object, kind, &mut renderer, &mut applied.errors);
-                    rendered.push((ObjectKey::new(id, namespace, name), renderer.finish()));
-                }
-            }
-        }
-        let mut store = lock(&self.store);
+        let rendered: Vec<_> = {
+            let mut renderer = self.renderer.lock();
+            self.ids_of(watch)
+                .into_iter()
+                .filter_map(|(resource, store_id)| {
+                    let r = resources.get(resource as usize)?;
+                    r.evaluate(object, kind, &mut renderer, errors);
+                    Some((
+                        ObjectKey::new(store_id, id.namespace, id.name),
+                        renderer.finish(),
+                    ))
+                })
+                .collect()
+        };
+        let mut store = self.store.lock();
         for (key, r) in rendered {
             store.upsert(key, r);
         }
-        applied
     }
 
-    /// Removes an object's series.
-    pub fn delete(&self, watch: &WatchKey, namespace: &str, name: &str) {
+    /// Removes an object's series (deleted, or outside the monitor's namespaces).
+    pub fn delete(&self, watch: &WatchKey, id: ObjectId<'_>) {
         let ids = self.ids_of(watch);
-        let mut store = lock(&self.store);
-        for (_, id) in ids {
-            store.remove(&ObjectKey::new(id, namespace, name));
+        let mut store = self.store.lock();
+        for (_, store_id) in ids {
+            store.remove(&ObjectKey::new(store_id, id.namespace, id.name));
         }
     }
 
@@ -204,7 +202,7 @@ impl Monitor {
     /// the watch was down, or before a `410 Gone` relist).
     pub fn retain_listed(&self, watch: &WatchKey, listed: &HashSet<(String, String)>) {
         let ids: HashSet<u32> = self.ids_of(watch).into_iter().map(|(_, id)| id).collect();
-        lock(&self.store).retain(|k| {
+        self.store.lock().retain(|k| {
             !ids.contains(&k.resource)
                 || listed.contains(&(k.namespace.to_string(), k.name.to_string()))
         });
@@ -214,7 +212,7 @@ impl Monitor {
     /// read the kind).
     pub fn stats(&self, watch: &WatchKey) -> StoreStats {
         let ids = self.ids_of(watch);
-        let store = lock(&self.store);
+        let store = self.store.lock();
         ids.iter()
             .enumerate()
             .fold(StoreStats::default(), |acc, (i, (_, id))| {
@@ -229,12 +227,12 @@ impl Monitor {
 
     /// Totals over everything the monitor holds.
     pub fn total(&self) -> StoreStats {
-        lock(&self.store).total()
+        self.store.lock().total()
     }
 
     /// The monitor's scrape, as shared chunks (taken under a short lock, written after it).
     pub fn scrape(&self, format: Format) -> Vec<Bytes> {
-        lock(&self.store).chunks(format)
+        self.store.lock().chunks(format)
     }
 }
 
@@ -243,22 +241,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::discovery::served_kind;
-    use crate::plan::validate;
-
-    fn watch(kind: &str) -> WatchKey {
-        WatchKey {
-            kind: served_kind("carto.run", "v1alpha1", kind),
-            label_selector: None,
-        }
-    }
+    use crate::kinds::watch_key;
+    use crate::validate::validate;
 
     fn workload(name: &str) -> Value {
         json!({"apiVersion": "carto.run/v1alpha1", "kind": "Workload", "metadata": {"name": name, "namespace": "ns"}})
     }
 
     #[test]
-    fn objects_follow_bindings_lists_and_namespaces() {
+    fn objects_follow_bindings_lists_and_deletes() {
         let spec: tapmon_api::TapMonitorSpec = serde_json::from_value(json!({})).unwrap();
         let validated = validate(&spec).unwrap();
         let index = validated
@@ -277,17 +268,32 @@ mod tests {
             validated,
             spec,
         );
-        let (w, d) = (watch("Workload"), watch("Deliverable"));
+        let (w, d) = (
+            watch_key("carto.run", "v1alpha1", "Workload"),
+            watch_key("carto.run", "v1alpha1", "Deliverable"),
+        );
         m.rebind(&BTreeMap::from([
             (w.clone(), vec![index]),
             (d.clone(), vec![index + 1]),
         ]));
+        let mut errors = EvalErrors::default();
         for name in ["a", "b", "c"] {
-            m.apply(&w, &workload(name), "ns", name, true);
+            let id = ObjectId {
+                namespace: "ns",
+                name,
+            };
+            m.evaluate(&w, w.kind.object_kind(), &workload(name), id, &mut errors);
         }
+        assert!(errors.is_empty());
         assert_eq!(m.stats(&w).objects, 3);
-        // Outside the monitor's namespaces: dropped.
-        m.apply(&w, &workload("c"), "ns", "c", false);
+        // Deleted (or no longer in the monitor's namespaces): dropped.
+        m.delete(
+            &w,
+            ObjectId {
+                namespace: "ns",
+                name: "c",
+            },
+        );
         // A relist that no longer has b: dropped.
         m.retain_listed(&w, &HashSet::from([("ns".to_owned(), "a".to_owned())]));
         assert_eq!(m.stats(&w).objects, 1);

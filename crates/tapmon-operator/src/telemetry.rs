@@ -10,6 +10,7 @@ use prometheus::{
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     registry: Registry,
+    names: Vec<String>,
     /// Watch events by kind and type (`init`, `apply`, `delete`).
     pub watch_events: IntCounterVec,
     /// Watch errors by kind and reason (`forbidden`, `not_found`, `other`).
@@ -39,59 +40,78 @@ impl Telemetry {
     /// Creates and registers every self-metric.
     pub fn new() -> Result<Self, TelemetryError> {
         let registry = Registry::new();
+        let mut names = Vec::new();
+        let mut register = |c: Box<dyn prometheus::core::Collector>| -> Result<(), TelemetryError> {
+            names.extend(c.desc().iter().map(|d| d.fq_name.clone()));
+            registry.register(c)?;
+            Ok(())
+        };
         let kind = &["group", "kind"];
-        let counter =
+        let mut counter =
             |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, TelemetryError> {
                 let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-                registry.register(Box::new(c.clone()))?;
+                register(Box::new(c.clone()))?;
                 Ok(c)
             };
-        let gauge = |name: &str, help: &str| -> Result<IntGaugeVec, TelemetryError> {
+        let watch_events = counter(
+            "tapmon_watch_events_total",
+            "Watch events received, by kind and type.",
+            &["group", "kind", "type"],
+        )?;
+        let watch_errors = counter(
+            "tapmon_watch_errors_total",
+            "Watch errors, by kind and reason.",
+            &["group", "kind", "reason"],
+        )?;
+        let evaluation_errors = counter(
+            "tapmon_evaluation_errors_total",
+            "Object values that could not be turned into series, by kind.",
+            kind,
+        )?;
+        let reconcile_errors = counter(
+            "tapmon_reconcile_errors_total",
+            "Failed TapMonitor reconciles, by error.",
+            &["error"],
+        )?;
+        let mut gauge = |name: &str, help: &str| -> Result<IntGaugeVec, TelemetryError> {
             let g = IntGaugeVec::new(Opts::new(name, help), kind)?;
-            registry.register(Box::new(g.clone()))?;
+            register(Box::new(g.clone()))?;
             Ok(g)
         };
+        let watches = gauge(
+            "tapmon_watches",
+            "Running watches per kind (shared by all monitors).",
+        )?;
+        let objects = gauge("tapmon_objects", "Objects read per kind.")?;
+        let series = gauge(
+            "tapmon_series",
+            "Series served per kind, all monitors together.",
+        )?;
         let reconcile_duration = Histogram::with_opts(HistogramOpts::new(
             "tapmon_reconcile_duration_seconds",
             "Time taken by one TapMonitor reconcile.",
         ))?;
-        registry.register(Box::new(reconcile_duration.clone()))?;
+        register(Box::new(reconcile_duration.clone()))?;
         let monitors = IntGauge::new("tapmon_monitors", "TapMonitors being served.")?;
-        registry.register(Box::new(monitors.clone()))?;
+        register(Box::new(monitors.clone()))?;
         Ok(Self {
-            watch_events: counter(
-                "tapmon_watch_events_total",
-                "Watch events received, by kind and type.",
-                &["group", "kind", "type"],
-            )?,
-            watch_errors: counter(
-                "tapmon_watch_errors_total",
-                "Watch errors, by kind and reason.",
-                &["group", "kind", "reason"],
-            )?,
-            evaluation_errors: counter(
-                "tapmon_evaluation_errors_total",
-                "Object values that could not be turned into series, by kind.",
-                kind,
-            )?,
-            reconcile_errors: counter(
-                "tapmon_reconcile_errors_total",
-                "Failed TapMonitor reconciles, by error.",
-                &["error"],
-            )?,
-            watches: gauge(
-                "tapmon_watches",
-                "Running watches per kind (shared by all monitors).",
-            )?,
-            objects: gauge("tapmon_objects", "Objects read per kind.")?,
-            series: gauge(
-                "tapmon_series",
-                "Series served per kind, all monitors together.",
-            )?,
+            watch_events,
+            watch_errors,
+            evaluation_errors,
+            reconcile_errors,
+            watches,
+            objects,
+            series,
             reconcile_duration,
             monitors,
             registry,
+            names,
         })
+    }
+
+    /// The name of every self-metric, in registration order (for docs and their check).
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The text exposition of every self-metric.

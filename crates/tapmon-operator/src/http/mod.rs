@@ -1,5 +1,5 @@
 //! The two HTTP servers: per-monitor metrics with `/healthz` and `/readyz`, and the operator's
-//! own metrics on the telemetry port.
+//! own metrics on the telemetry port. A scrape's body streams the store's chunks ([`body`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,9 +17,12 @@ use tapmon_exposition::negotiate;
 use tokio::net::TcpListener;
 use tracing::{debug, info};
 
-use crate::body::ScrapeBody;
-use crate::context::State;
 use crate::monitor::MonitorKey;
+use crate::state::State;
+
+mod body;
+
+use body::ScrapeBody;
 
 type Body = BoxBody<Bytes, Infallible>;
 

@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::kinds::WatchKey;
 use crate::monitor::MonitorKey;
-use crate::plan::WatchKey;
 
 /// A subscriber of a running watch: which monitor, and which build of it.
 pub type Subscription = (MonitorKey, u64);
@@ -56,13 +56,10 @@ pub fn diff(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::served_kind;
+    use crate::kinds::watch_key;
 
     fn key(kind: &str) -> WatchKey {
-        WatchKey {
-            kind: served_kind("g", "v1", kind),
-            label_selector: None,
-        }
+        watch_key("g", "v1", kind)
     }
 
     fn m(name: &str) -> MonitorKey {

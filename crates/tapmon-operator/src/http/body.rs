@@ -95,15 +95,26 @@ impl ScrapeBody {
                     break;
                 };
                 batch += chunk.len();
-                // Writing into a Vec cannot fail.
-                let _ = encoder.write_all(&chunk);
+                if let Err(e) = encoder.write_all(&chunk) {
+                    // Writing into a Vec does not fail; see the trailer below.
+                    tracing::error!(error = %e, "gzip compression failed; the scrape is truncated");
+                    self.gzip = None;
+                    return None;
+                }
             }
             self.since_yield += batch;
             if batch == 0 {
                 // Input done: the trailer, and the body ends with the next poll.
                 let encoder = self.gzip.take()?;
-                let rest = encoder.finish().unwrap_or_default();
-                return (!rest.is_empty()).then(|| Bytes::from(rest));
+                return match encoder.finish() {
+                    Ok(rest) => (!rest.is_empty()).then(|| Bytes::from(rest)),
+                    Err(e) => {
+                        // Writing into a Vec does not fail; if it ever did, the client gets a
+                        // body without its gzip trailer, which it reports as truncated.
+                        tracing::error!(error = %e, "gzip trailer not written; the scrape is truncated");
+                        None
+                    }
+                };
             }
             let out = std::mem::take(encoder.get_mut());
             if !out.is_empty() {

@@ -1,24 +1,19 @@
 //! Which kinds the cluster serves, and at which version: the input of the resolve phase.
+//! [`DiscoveryCache`] keeps the last answer until a CustomResourceDefinition changes, which
+//! [`crd_changes`] notices.
+
+mod cache;
+mod crd_changes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use kube::Client;
 use kube::discovery::{Discovery, Scope};
 
-/// One kind the API server serves at one version.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ServedKind {
-    /// API group.
-    pub group: String,
-    /// Version.
-    pub version: String,
-    /// Kind.
-    pub kind: String,
-    /// Resource name in URLs.
-    pub plural: String,
-    /// Namespaced or cluster-scoped.
-    pub namespaced: bool,
-}
+pub use cache::DiscoveryCache;
+pub use crd_changes::crd_changes;
+
+use crate::kinds::ServedKind;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Group {
@@ -109,23 +104,11 @@ impl DiscoverySnapshot {
     }
 }
 
-/// A namespaced served kind with the usual plural, for tests.
-#[cfg(test)]
-pub(crate) fn served_kind(group: &str, version: &str, kind: &str) -> ServedKind {
-    ServedKind {
-        group: group.into(),
-        version: version.into(),
-        kind: kind.into(),
-        plural: format!("{}s", kind.to_lowercase()),
-        namespaced: true,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    use super::served_kind as kind;
+    use crate::kinds::served_kind as kind;
 
     fn snapshot() -> DiscoverySnapshot {
         let mut s = DiscoverySnapshot::default();

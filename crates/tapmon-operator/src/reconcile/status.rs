@@ -1,0 +1,343 @@
+//! A TapMonitor's status from what the reconcile observed: pure functions of their inputs (and
+//! the time), so every condition and message is tested without a cluster.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use tapmon_api::{ConditionType, KindState, KindStatus, Reason, TapMonitorStatus, status_str};
+use tapmon_crs::ConfigError;
+
+use crate::publish::{PublishKind, Published};
+use crate::validate::ValidateError;
+use crate::watches::WatchState;
+
+/// Longest condition message; longer ones are cut with an ellipsis.
+const MESSAGE_LIMIT: usize = 2000;
+/// Longest message of a published object's condition or of one kind.
+const SHORT_MESSAGE_LIMIT: usize = 1000;
+/// Longest per-kind message.
+const KIND_MESSAGE_LIMIT: usize = 500;
+
+/// What the reconcile saw of one kind a monitor reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KindObserved {
+    /// API group.
+    pub group: String,
+    /// Kind (`*` when a wildcard matched nothing).
+    pub kind: String,
+    /// Its watch, when the kind is served.
+    pub watch: Option<WatchObserved>,
+}
+
+/// The state of a kind's watch as the monitor sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchObserved {
+    /// The version watched.
+    pub version: String,
+    /// The watch's state; `None` when it is not running yet.
+    pub state: Option<WatchState>,
+    /// Whether its initial list is done.
+    pub synced: bool,
+    /// Objects of the kind the monitor holds.
+    pub objects: usize,
+    /// Their series.
+    pub series: usize,
+}
+
+/// Everything a monitor's status is built from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observed<'a> {
+    /// The kinds, in config order.
+    pub kinds: Vec<KindObserved>,
+    /// Series the monitor serves, all kinds together.
+    pub series: usize,
+    /// Config problems (those parts are left out).
+    pub problems: &'a [ConfigError],
+    /// Index of the monitor's first own resource, to name problems.
+    pub own_from: usize,
+}
+
+impl Observed<'_> {
+    /// True while a kind is still being listed or cannot be watched: worth looking again soon.
+    pub fn settling(&self) -> bool {
+        self.kinds.iter().filter_map(|k| k.watch.as_ref()).any(|w| {
+            !w.synced
+                || matches!(
+                    w.state,
+                    Some(WatchState::Forbidden(_) | WatchState::Failed(_))
+                )
+        })
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// The times and generation every condition of one status shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Stamp<'a> {
+    /// The generation observed.
+    pub generation: i64,
+    /// The status before, whose transition times are kept while a status stays the same.
+    pub previous: &'a TapMonitorStatus,
+    /// Now.
+    pub now: Timestamp,
+}
+
+impl Stamp<'_> {
+    fn condition(
+        &self,
+        type_: ConditionType,
+        status: bool,
+        reason: Reason,
+        message: &str,
+    ) -> Condition {
+        let status = status_str(status);
+        // Keep the transition time while the status stays the same.
+        let last_transition_time = self
+            .previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_ && c.status == status)
+            .map(|c| c.last_transition_time.clone())
+            .unwrap_or(Time(self.now));
+        Condition {
+            type_: type_.as_str().into(),
+            status: status.into(),
+            reason: reason.as_str().into(),
+            message: message.into(),
+            observed_generation: Some(self.generation),
+            last_transition_time,
+        }
+    }
+}
+
+/// The status of a monitor whose spec cannot be used at all.
+pub fn invalid_spec(error: &ValidateError, stamp: Stamp<'_>) -> TapMonitorStatus {
+    let message = error.to_string();
+    TapMonitorStatus {
+        observed_generation: Some(stamp.generation),
+        conditions: vec![
+            stamp.condition(ConditionType::Ready, false, Reason::InvalidSpec, &message),
+            stamp.condition(ConditionType::Reconciling, false, Reason::InvalidSpec, ""),
+            stamp.condition(ConditionType::Stalled, true, Reason::InvalidSpec, &message),
+        ],
+        kinds: Vec::new(),
+        objects: 0,
+        series: 0,
+    }
+}
+
+fn kind_status(k: &KindObserved) -> KindStatus {
+    let Some(watch) = &k.watch else {
+        return KindStatus {
+            group: k.group.clone(),
+            kind: k.kind.clone(),
+            version: None,
+            state: KindState::NotInstalled,
+            message: None,
+            objects: 0,
+            series: 0,
+        };
+    };
+    let (state, message) = match &watch.state {
+        Some(WatchState::Forbidden(m)) => (KindState::Forbidden, Some(m)),
+        Some(WatchState::Failed(m)) => (KindState::Error, Some(m)),
+        // Starting or watching: the kind is being watched.
+        _ => (KindState::Watching, None),
+    };
+    KindStatus {
+        group: k.group.clone(),
+        kind: k.kind.clone(),
+        version: Some(watch.version.clone()),
+        state,
+        message: message.map(|m| truncate(m, KIND_MESSAGE_LIMIT)),
+        objects: watch.objects as i64,
+        series: watch.series as i64,
+    }
+}
+
+/// The status of a monitor from what was observed: kinds, totals and the kstatus conditions.
+pub fn monitor_status(observed: &Observed<'_>, stamp: Stamp<'_>) -> TapMonitorStatus {
+    let kinds: Vec<KindStatus> = observed.kinds.iter().map(kind_status).collect();
+    // Per kind, an object read by two resources counts once; series add up.
+    let objects: i64 = kinds.iter().map(|k| k.objects).sum();
+    let synced = observed
+        .kinds
+        .iter()
+        .filter_map(|k| k.watch.as_ref())
+        .all(|w| w.synced);
+    let failing: Vec<String> = kinds
+        .iter()
+        .filter(|k| k.state.is_failure())
+        .map(|k| format!("{} ({})", k.kind, k.state))
+        .collect();
+    let stalled = !observed.problems.is_empty();
+    let (ready, reason, message) = if stalled {
+        let problems: Vec<String> = observed
+            .problems
+            .iter()
+            .map(|p| p.placed(observed.own_from).to_string())
+            .collect();
+        (
+            false,
+            Reason::InvalidConfig,
+            truncate(&problems.join("; "), MESSAGE_LIMIT),
+        )
+    } else if !failing.is_empty() {
+        (
+            false,
+            Reason::WatchFailed,
+            format!("cannot watch: {}", failing.join(", ")),
+        )
+    } else if !synced {
+        (
+            false,
+            Reason::InitialList,
+            "waiting for the initial list of every kind".to_owned(),
+        )
+    } else {
+        let watching = kinds
+            .iter()
+            .filter(|k| k.state == KindState::Watching)
+            .count();
+        (true, Reason::Watching, format!("watching {watching} kinds"))
+    };
+    let reconciling = !ready && !stalled;
+    TapMonitorStatus {
+        observed_generation: Some(stamp.generation),
+        conditions: vec![
+            stamp.condition(ConditionType::Ready, ready, reason, &message),
+            stamp.condition(
+                ConditionType::Reconciling,
+                reconciling,
+                if reconciling { reason } else { Reason::Done },
+                if reconciling { &message } else { "" },
+            ),
+            stamp.condition(
+                ConditionType::Stalled,
+                stalled,
+                if stalled {
+                    Reason::InvalidConfig
+                } else {
+                    Reason::Valid
+                },
+                if stalled { &message } else { "" },
+            ),
+        ],
+        kinds,
+        objects,
+        series: observed.series as i64,
+    }
+}
+
+/// The condition reporting what became of a published kind.
+pub fn publish_condition(kind: PublishKind, published: &Published, stamp: Stamp<'_>) -> Condition {
+    let k = kind.condition().as_str();
+    let message = match published {
+        Published::Applied => String::new(),
+        Published::Disabled => format!("disabled in the spec; no {k} is published"),
+        Published::NotInstalled => format!(
+            "the Prometheus Operator's {k} CRD (monitoring.coreos.com/v1) is not installed; the {k} is created when it is"
+        ),
+        Published::Failed(e) => truncate(&e.to_string(), SHORT_MESSAGE_LIMIT),
+    };
+    stamp.condition(
+        kind.condition(),
+        matches!(published, Published::Applied),
+        published.reason(),
+        &message,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stamp(previous: &TapMonitorStatus) -> Stamp<'_> {
+        Stamp {
+            generation: 4,
+            previous,
+            now: Timestamp::from_second(1_800_000_000).unwrap(),
+        }
+    }
+
+    fn kind(name: &str, state: Option<WatchState>, synced: bool) -> KindObserved {
+        KindObserved {
+            group: "g".into(),
+            kind: name.into(),
+            watch: Some(WatchObserved {
+                version: "v1".into(),
+                state,
+                synced,
+                objects: 2,
+                series: 5,
+            }),
+        }
+    }
+
+    fn condition(s: &TapMonitorStatus, t: ConditionType) -> &Condition {
+        s.conditions.iter().find(|c| c.type_ == t).unwrap()
+    }
+
+    #[test]
+    fn ready_when_every_kind_is_listed_and_transition_times_kept() {
+        let observed = Observed {
+            kinds: vec![
+                kind("A", Some(WatchState::Watching), true),
+                KindObserved {
+                    group: "g".into(),
+                    kind: "Missing".into(),
+                    watch: None,
+                },
+            ],
+            series: 5,
+            problems: &[],
+            own_from: 0,
+        };
+        assert!(!observed.settling());
+        let first = monitor_status(&observed, stamp(&TapMonitorStatus::default()));
+        let ready = condition(&first, ConditionType::Ready);
+        assert_eq!(ready.status, status_str(true));
+        assert!(ready.reason == Reason::Watching);
+        assert_eq!(ready.message, "watching 1 kinds");
+        assert_eq!(first.kinds[1].state, KindState::NotInstalled);
+        assert_eq!((first.objects, first.series), (2, 5));
+        // Later, unchanged: the transition time stays.
+        let later = Stamp {
+            now: Timestamp::from_second(1_900_000_000).unwrap(),
+            ..stamp(&first)
+        };
+        let again = monitor_status(&observed, later);
+        assert_eq!(
+            condition(&again, ConditionType::Ready).last_transition_time,
+            ready.last_transition_time
+        );
+    }
+
+    #[test]
+    fn a_forbidden_kind_keeps_the_monitor_reconciling() {
+        let observed = Observed {
+            kinds: vec![kind("B", Some(WatchState::Forbidden("no".into())), false)],
+            series: 0,
+            problems: &[],
+            own_from: 0,
+        };
+        assert!(observed.settling());
+        let s = monitor_status(&observed, stamp(&TapMonitorStatus::default()));
+        assert!(condition(&s, ConditionType::Ready).reason == Reason::WatchFailed);
+        assert_eq!(
+            condition(&s, ConditionType::Reconciling).message,
+            "cannot watch: B (Forbidden)"
+        );
+        assert_eq!(s.kinds[0].message.as_deref(), Some("no"));
+    }
+}

@@ -1,0 +1,181 @@
+//! The task of one watch: list, then follow changes, and for each event evaluate the object
+//! for every subscribing monitor (or drop its series) before dropping the object.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use kube::Api;
+use kube::api::DynamicObject;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde_json::Value;
+use tapmon_crs::EvalErrors;
+use tracing::{debug, info, warn};
+
+use super::{InitialList, Registry, Watch, WatchState};
+use crate::monitor::ObjectId;
+
+impl Registry {
+    /// Runs `watch` until its task is aborted; the watcher retries errors with backoff.
+    pub(super) async fn run(self: Arc<Self>, watch: Arc<Watch>) {
+        let key = &watch.key;
+        let kind = &key.kind;
+        let resource = kind.api_resource();
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let mut config = watcher::Config::default();
+        if let Some(selector) = &key.label_selector {
+            config = config.labels(selector);
+        }
+        config = match self.initial_list {
+            InitialList::Streaming => config.streaming_lists(),
+            InitialList::Paged => config.page_size(500),
+        };
+        info!(watch = %key, "starting watch");
+        let labels = [kind.group.as_str(), kind.kind.as_str()];
+        let events = |t: &str| {
+            self.telemetry
+                .watch_events
+                .with_label_values(&[labels[0], labels[1], t])
+        };
+        let mut listed: HashSet<(String, String)> = HashSet::new();
+        let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+        while let Some(item) = stream.next().await {
+            if item.is_ok() && watch.synced.load(Ordering::Acquire) {
+                // Events flow again after an error: the kind is being watched.
+                let mut state = watch.state.lock();
+                if *state != WatchState::Watching {
+                    *state = WatchState::Watching;
+                }
+            }
+            match item {
+                Ok(Event::Init) => {
+                    events("init").inc();
+                    listed.clear();
+                }
+                Ok(Event::InitApply(obj)) => {
+                    events("init_apply").inc();
+                    let (namespace, name) = identity(&obj);
+                    self.fan_out(&watch, &resource.api_version, obj, &namespace, &name);
+                    listed.insert((namespace, name));
+                }
+                Ok(Event::InitDone) => {
+                    events("init_done").inc();
+                    for monitor in watch.subscribers() {
+                        monitor.retain_listed(key, &listed);
+                    }
+                    listed = HashSet::new();
+                    watch.set_state(WatchState::Watching);
+                    if !watch.synced.swap(true, Ordering::AcqRel) {
+                        info!(watch = %key, "initial list done");
+                    }
+                }
+                Ok(Event::Apply(obj)) => {
+                    events("apply").inc();
+                    let (namespace, name) = identity(&obj);
+                    self.fan_out(&watch, &resource.api_version, obj, &namespace, &name);
+                }
+                Ok(Event::Delete(obj)) => {
+                    events("delete").inc();
+                    let (namespace, name) = identity(&obj);
+                    let id = ObjectId {
+                        namespace: &namespace,
+                        name: &name,
+                    };
+                    for monitor in watch.subscribers() {
+                        monitor.delete(key, id);
+                    }
+                }
+                Err(e) => {
+                    let (reason, state) = classify(&e);
+                    self.telemetry
+                        .watch_errors
+                        .with_label_values(&[labels[0], labels[1], reason])
+                        .inc();
+                    warn!(watch = %key, error = %e, "watch failed; retrying with backoff");
+                    watch.set_state(state);
+                }
+            }
+        }
+    }
+
+    /// Hands an object to every subscriber: evaluated by those whose namespaces admit it,
+    /// deleted from the others (it may have been admitted before its namespace changed).
+    fn fan_out(
+        &self,
+        watch: &Watch,
+        api_version: &str,
+        obj: DynamicObject,
+        namespace: &str,
+        name: &str,
+    ) {
+        let kind = watch.key.kind.object_kind();
+        let object = to_value(obj, api_version, kind.kind);
+        let id = ObjectId { namespace, name };
+        let mut namespace_labels = None;
+        let mut errors = EvalErrors::default();
+        for monitor in watch.subscribers() {
+            let filter = &monitor.validated.namespaces;
+            let admitted = if filter.uses_labels() {
+                let labels = namespace_labels.get_or_insert_with(|| self.namespaces.get(namespace));
+                filter.admits(namespace, labels.as_ref())
+            } else {
+                filter.admits(namespace, None)
+            };
+            if !admitted {
+                monitor.delete(&watch.key, id);
+                continue;
+            }
+            errors.clear();
+            monitor.evaluate(&watch.key, kind, &object, id, &mut errors);
+            if !errors.is_empty() {
+                self.telemetry
+                    .evaluation_errors
+                    .with_label_values(&[kind.group, kind.kind])
+                    .inc_by(errors.total() as u64);
+                for e in errors.kept() {
+                    debug!(monitor = %monitor.key, object = %id, kind = kind.kind, error = %e, "value not evaluated");
+                }
+            }
+        }
+    }
+}
+
+fn identity(obj: &DynamicObject) -> (String, String) {
+    (
+        obj.metadata.namespace.clone().unwrap_or_default(),
+        obj.metadata.name.clone().unwrap_or_default(),
+    )
+}
+
+/// The object as the engine reads it: its data with `apiVersion`, `kind` and `metadata` back
+/// in, so that paths into any of them work as in kube-state-metrics.
+fn to_value(obj: DynamicObject, api_version: &str, kind: &str) -> Value {
+    let mut map = match obj.data {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    };
+    map.insert("apiVersion".into(), Value::String(api_version.to_owned()));
+    map.insert("kind".into(), Value::String(kind.to_owned()));
+    map.insert(
+        "metadata".into(),
+        serde_json::to_value(&obj.metadata).unwrap_or(Value::Null),
+    );
+    Value::Object(map)
+}
+
+fn classify(e: &watcher::Error) -> (&'static str, WatchState) {
+    let api_status = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
+    };
+    match api_status {
+        Some(403) => ("forbidden", WatchState::Forbidden(e.to_string())),
+        Some(404) => ("not_found", WatchState::Failed(e.to_string())),
+        _ => ("other", WatchState::Failed(e.to_string())),
+    }
+}
