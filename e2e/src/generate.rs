@@ -13,10 +13,10 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::discovery::Scope;
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use tapmon_crs::{Compiled, EvalErrors};
-use tapmon_exposition::ObjectRenderer;
+use tapmon_crs::Compiled;
 
-use crate::{documents, resource_of, root, yaml_files};
+use crate::fixtures::{documents, root, tap_namespaces, tap_objects};
+use crate::kube::resource_of;
 
 /// Requests in flight while writing: enough to keep kube-apiserver busy on two cores without
 /// reaching its default in-flight limit (400).
@@ -69,26 +69,20 @@ fn key(kind: &str, namespace: &str, name: &str) -> String {
 impl Generator {
     /// Reads the fixtures and resolves each kind's API (its CRDs must be installed).
     pub async fn new(client: Client) -> anyhow::Result<Generator> {
-        let dir = root().join("e2e/fixtures/tap");
-        let namespaces = documents(&dir.join("namespaces.yaml"))?;
+        let namespaces = documents(&tap_namespaces())?;
         let mut templates = Vec::new();
-        for file in yaml_files(&dir)? {
-            if file.file_stem().is_some_and(|s| s == "namespaces") {
-                continue;
-            }
-            for mut object in documents(&file)? {
-                let status = object.as_object_mut().and_then(|o| o.remove("status"));
-                let meta = &object["metadata"];
-                templates.push(Template {
-                    kind: object["kind"].as_str().context("kind")?.to_owned(),
-                    namespace: meta["namespace"].as_str().map(str::to_owned),
-                    name: meta["name"].as_str().context("name")?.to_owned(),
-                    owners: Vec::new(),
-                    owner: false,
-                    status,
-                    object,
-                });
-            }
+        for mut object in tap_objects()? {
+            let status = object.as_object_mut().and_then(|o| o.remove("status"));
+            let meta = &object["metadata"];
+            templates.push(Template {
+                kind: object["kind"].as_str().context("kind")?.to_owned(),
+                namespace: meta["namespace"].as_str().map(str::to_owned),
+                name: meta["name"].as_str().context("name")?.to_owned(),
+                owners: Vec::new(),
+                owner: false,
+                status,
+                object,
+            });
         }
         let index: HashMap<String, usize> = templates
             .iter()
@@ -421,8 +415,6 @@ impl Generator {
     /// Series the live objects imply under `compiled` (tapmon's count; the engine run
     /// offline over one copy of each fixture, times its live copies).
     pub fn expected_series(&self, compiled: &Compiled) -> usize {
-        let mut renderer = ObjectRenderer::new(compiled.families());
-        let mut errors = EvalErrors::default();
         let per_template: Vec<usize> = self
             .templates
             .iter()
@@ -431,9 +423,7 @@ impl Generator {
                 if let Some(status) = &t.status {
                     obj["status"] = status.clone();
                 }
-                let mut n = 0;
-                compiled.render(&obj, &mut renderer, &mut errors, |_, r| n += r.series());
-                n
+                compiled.render_objects([&obj]).stats().series
             })
             .collect();
         self.live.iter().map(|i| per_template[i.template]).sum()

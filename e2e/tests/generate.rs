@@ -13,8 +13,7 @@ use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
 use tapmon_e2e::{
-    Operator, apply_tap_monitor, cluster_with_operator, eventually, install_crds, root, serial,
-    yaml_files,
+    Operator, apply_tap_monitor, cluster_with_operator, eventually, install_crds, serial, tap_crds,
 };
 
 /// Objects in the API server, per kind, as the generator's API handles list them.
@@ -48,12 +47,9 @@ async fn series_reach(operator: &Operator, expected: usize) {
 async fn generated_objects_exist_and_tapmon_serves_what_the_generator_expects() {
     let _serial = serial().await;
     let (cluster, operator) = cluster_with_operator("generate", false).await.unwrap();
-    install_crds(
-        &cluster.admin,
-        &yaml_files(&root().join("e2e/fixtures/crds")).unwrap(),
-    )
-    .await
-    .unwrap();
+    install_crds(&cluster.admin, &tap_crds().unwrap())
+        .await
+        .unwrap();
     let mut generator = Generator::new(cluster.admin.clone()).await.unwrap();
     let per = generator.per_replica();
     // Two whole copies and part of a third: the part must still hold its owners.

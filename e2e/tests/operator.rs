@@ -5,19 +5,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
-use tapmon_crs::{Compiled, EvalErrors};
+use tapmon_api::{ConditionType, EventReason, KindState, Reason, status_str};
+use tapmon_crs::Compiled;
+use tapmon_e2e::status::{Cond, condition, kind_state, ready};
 use tapmon_e2e::{
-    Cluster, Operator, apply, apply_tap_monitor, cluster_with_operator, documents, dynamic_api,
-    eventually, install_crds, load_tap_environment, operator_identity, root, serial, series,
-    tapmonitors, yaml_files,
+    Cluster, Operator, apply, apply_tap_monitor, cluster_with_operator, dynamic_api, eventually,
+    install_crds, load_tap_environment, operator_identity, root, serial, series, tap_objects,
+    tapmonitors,
 };
-use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -45,32 +45,6 @@ async fn status_when(
     .await
 }
 
-fn condition(status: &Value, type_: &str) -> (String, String, String) {
-    let c = status["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == type_))
-        .cloned()
-        .unwrap_or_default();
-    (
-        c["status"].as_str().unwrap_or("").to_owned(),
-        c["reason"].as_str().unwrap_or("").to_owned(),
-        c["message"].as_str().unwrap_or("").to_owned(),
-    )
-}
-
-fn ready(status: &Value) -> bool {
-    condition(status, "Ready").0 == "True"
-}
-
-fn kind_state(status: &Value, kind: &str) -> String {
-    status["kinds"]
-        .as_array()
-        .and_then(|ks| ks.iter().find(|k| k["kind"] == kind))
-        .and_then(|k| k["state"].as_str())
-        .unwrap_or("")
-        .to_owned()
-}
-
 /// Series lines without `created_at`, which the API server sets and offline fixtures lack.
 fn normalized(exposition: &str) -> BTreeSet<String> {
     exposition
@@ -95,24 +69,7 @@ fn expected_exposition() -> String {
     let (compiled, errors) =
         Compiled::compile(&tapmon_presets::spec_for(tapmon_presets::TapGroup::ALL).unwrap());
     assert!(errors.is_empty());
-    let mut store = Store::new(Arc::clone(compiled.families()));
-    let mut renderer = ObjectRenderer::new(compiled.families());
-    let mut eval = EvalErrors::default();
-    for file in yaml_files(&root().join("e2e/fixtures/tap")).unwrap() {
-        for obj in documents(&file).unwrap() {
-            let ns = obj["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
-            compiled.render(&obj, &mut renderer, &mut eval, |r, rendered| {
-                store.upsert(ObjectKey::new(r, &ns, &name), rendered);
-            });
-        }
-    }
-    let mut out = Vec::new();
-    store.encode(Format::Text, &mut out);
-    String::from_utf8(out).unwrap()
+    compiled.render_objects(&tap_objects().unwrap()).text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,11 +86,11 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
     assert!(
         kinds
             .iter()
-            .all(|k| k["state"] == "Watching" && k["objects"].as_i64() > Some(0)),
+            .all(|k| k["state"] == KindState::Watching.as_str() && k["objects"].as_i64() > Some(0)),
         "{status}"
     );
     assert_eq!(status["objects"].as_u64(), Some(loaded as u64));
-    assert_eq!(condition(&status, "Stalled").0, "False");
+    assert!(!condition(&status, ConditionType::Stalled).is_true());
 
     let expected = normalized(&expected_exposition());
     let scrape = eventually("all series", WAIT, || async {
@@ -155,7 +112,7 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
         ("carto.run", "v1alpha1", "Workload"),
         "workloads",
     );
-    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "Broken", "message": "e2e", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    let patch = json!({"status": {"conditions": [{"type": ConditionType::Ready.as_str(), "status": status_str(false), "reason": "Broken", "message": "e2e", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
     workloads
         .patch_status("petclinic", &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -209,7 +166,10 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
     let (cluster, operator) = cluster_with_operator("crd-later", false).await.unwrap();
     monitor(&cluster.admin, "tap", json!({})).await;
     let status = status_when(&cluster.admin, "tap", "Ready with nothing installed", ready).await;
-    assert_eq!(kind_state(&status, "Workload"), "NotInstalled");
+    assert_eq!(
+        kind_state(&status, "Workload"),
+        Some(KindState::NotInstalled)
+    );
 
     let fixtures = root().join("e2e/fixtures");
     install_crds(
@@ -234,7 +194,7 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
     })
     .await;
     status_when(&cluster.admin, "tap", "Workload Watching", |s| {
-        kind_state(s, "Workload") == "Watching"
+        kind_state(s, "Workload") == Some(KindState::Watching)
     })
     .await;
 
@@ -255,7 +215,7 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
     })
     .await;
     status_when(&cluster.admin, "tap", "Workload NotInstalled", |s| {
-        kind_state(s, "Workload") == "NotInstalled"
+        kind_state(s, "Workload") == Some(KindState::NotInstalled)
     })
     .await;
     operator.stop().await;
@@ -315,18 +275,20 @@ async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
     )
     .await;
     let bad = status_when(&cluster.admin, "bad", "bad Stalled", |s| {
-        condition(s, "Stalled").0 == "True"
+        condition(s, ConditionType::Stalled).is_true()
     })
     .await;
-    let (_, reason, message) = condition(&bad, "Stalled");
-    assert_eq!(reason, "InvalidConfig");
+    let Cond {
+        reason, message, ..
+    } = condition(&bad, ConditionType::Stalled);
+    assert_eq!(reason, Reason::InvalidConfig.as_str());
     assert!(
         message.contains("spec.resources[0]")
             && message.contains("each.gauge.path")
             && message.contains("[phase]"),
         "{message}"
     );
-    assert_eq!(condition(&bad, "Ready").0, "False");
+    assert!(!condition(&bad, ConditionType::Ready).is_true());
     status_when(&cluster.admin, "good", "good Ready", ready).await;
 
     let events = dynamic_api(
@@ -340,7 +302,7 @@ async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
         list.items
             .iter()
             .any(|e| {
-                e.data["reason"] == "InvalidConfig"
+                e.data["reason"] == EventReason::InvalidConfig.to_string()
                     && e.data["note"]
                         .as_str()
                         .is_some_and(|n| n.contains("[phase]"))
@@ -437,10 +399,13 @@ async fn a_kind_the_operator_may_not_watch_is_forbidden_in_status_and_the_rest_w
     let operator = Operator::start(client).await;
     monitor(&cluster.admin, "tap", json!({})).await;
     let status = status_when(&cluster.admin, "tap", "kpack Forbidden", |s| {
-        kind_state(s, "Build") == "Forbidden"
+        kind_state(s, "Build") == Some(KindState::Forbidden)
     })
     .await;
-    assert_eq!(condition(&status, "Ready").1, "WatchFailed");
+    assert_eq!(
+        condition(&status, ConditionType::Ready).reason,
+        Reason::WatchFailed.as_str()
+    );
     eventually("other kinds still served", WAIT, || async {
         let s = operator.scrape("tapmon-system", "tap").await?;
         (!series(&s, "cartographer_workload_info").is_empty()

@@ -7,20 +7,17 @@ use std::time::Duration;
 
 use kube::api::{DeleteParams, DynamicObject};
 use serde_json::{Value, json};
+use tapmon_api::{ConditionType, Reason, status_str};
+use tapmon_e2e::status;
 use tapmon_e2e::{
     Prometheus, ScrapeTarget, apply, cluster_with_operator, dynamic_api, eventually, install_crds,
     prometheus_operator_crds, serial, tapmonitors,
 };
 
-fn condition(m: &DynamicObject, type_: &str) -> Option<(String, String)> {
-    let c = m.data["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)?;
-    Some((
-        c["status"].as_str()?.to_owned(),
-        c["reason"].as_str()?.to_owned(),
-    ))
+/// A condition of a TapMonitor read from the API: (status, reason).
+fn condition(m: &DynamicObject, type_: ConditionType) -> Option<(String, String)> {
+    let c = status::condition(m.data.get("status")?, type_);
+    Some((c.status, c.reason))
 }
 
 fn monitor(labels: Value) -> Value {
@@ -50,9 +47,13 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         .unwrap();
     eventually("CRDNotInstalled", Duration::from_secs(60), || async {
         let m = monitors.get("tap").await.ok()?;
-        (condition(&m, "ServiceMonitor")? == ("False".into(), "CRDNotInstalled".into())
-            && condition(&m, "Ready")?.0 == "True")
-            .then_some(())
+        (condition(&m, ConditionType::ServiceMonitor)?
+            == (
+                status_str(false).into(),
+                Reason::CrdNotInstalled.as_str().into(),
+            )
+            && condition(&m, ConditionType::Ready)?.0 == status_str(true))
+        .then_some(())
     })
     .await;
 
@@ -84,7 +85,9 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         Duration::from_secs(60),
         || async {
             let m = monitors.get("tap").await.ok()?;
-            (condition(&m, "ServiceMonitor")? == ("True".into(), "Applied".into())).then_some(())
+            (condition(&m, ConditionType::ServiceMonitor)?
+                == (status_str(true).into(), Reason::Applied.as_str().into()))
+                .then_some(())
         },
     )
     .await;
@@ -206,7 +209,8 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     .unwrap();
     eventually("ApplyFailed", Duration::from_secs(60), || async {
         let m = monitors.get("tap").await.ok()?;
-        (condition(&m, "ServiceMonitor")?.1 == "ApplyFailed").then_some(())
+        (condition(&m, ConditionType::ServiceMonitor)?.1 == Reason::ApplyFailed.as_str())
+            .then_some(())
     })
     .await;
     assert!(operator.scrape("tapmon-system", "tap").await.is_some());

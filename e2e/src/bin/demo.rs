@@ -47,11 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let status = eventually("TapMonitor tap Ready", Duration::from_secs(120), || async {
         let m = monitors.get("tap").await.ok()?;
         let status = m.data.get("status")?.clone();
-        let ready = status["conditions"]
-            .as_array()?
-            .iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True");
-        ready.then_some(status)
+        tapmon_e2e::status::ready(&status).then_some(status)
     })
     .await;
 

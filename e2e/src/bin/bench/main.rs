@@ -20,7 +20,7 @@ use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
 use tapmon_e2e::{
-    Cluster, apply, apply_tap_monitor, install_crds, ksm_binary, ksm_config, root, yaml_files,
+    Cluster, apply, apply_tap_monitor, install_crds, ksm_binary, ksm_config, root, tap_crds,
 };
 
 use crate::sides::{Programs, Side};
@@ -126,8 +126,7 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
     })?;
     let ksm = ksm_binary().await?;
     let cluster = Cluster::up("bench").await?;
-    let fixtures = root().join("e2e/fixtures");
-    install_crds(&cluster.admin, &yaml_files(&fixtures.join("crds"))?).await?;
+    install_crds(&cluster.admin, &tap_crds()?).await?;
     install_crds(
         &cluster.admin,
         &[root().join("crds/tapmon.io_tapmonitors.yaml")],

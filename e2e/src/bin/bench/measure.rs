@@ -17,8 +17,9 @@ use tapmon_e2e::{apply_tap_monitor, get, groups_only, tapmonitors};
 use tapmon_presets::TapGroup;
 
 use crate::probe::Usage;
-use crate::scrape::{Scraper, quantile, series_count};
+use crate::scrape::{quantile, series_count};
 use crate::sides::{Complete, Programs, Running, Side};
+use tapmon_e2e::http::Client;
 
 /// How long a count must hold before kube-state-metrics (which has no readiness for custom
 /// resources) counts as complete.
@@ -142,11 +143,11 @@ async fn timed_scrapes(
     count: usize,
     series: usize,
 ) -> anyhow::Result<Scrapes> {
-    let mut scraper = Scraper::default();
+    let mut scraper = Client::default();
     let mut took = Vec::with_capacity(count);
     let mut bytes = Vec::with_capacity(count);
     for _ in 0..count {
-        let s = scraper.get(running.addr, running.path, gzip).await?;
+        let s = scraper.scrape(running.addr, running.path, gzip).await?;
         // A scrape that lost series is not a faster scrape.
         let seen = series_count(&s.body);
         if seen != series {
@@ -329,7 +330,7 @@ async fn timed_updates(
     rounds: usize,
     interval: Duration,
 ) -> anyhow::Result<Vec<Round>> {
-    let mut scraper = Scraper::default();
+    let mut scraper = Client::default();
     let mut out = Vec::with_capacity(rounds);
     for _ in 0..rounds {
         let stamp = target.update().await?;
@@ -337,7 +338,7 @@ async fn timed_updates(
         let needle = format!("last_transition_time=\"{stamp}\"");
         loop {
             let asked = Instant::now();
-            let s = scraper.get(addr, path, false).await?;
+            let s = scraper.scrape(addr, path, false).await?;
             if memchr::memmem::find(&s.body, needle.as_bytes()).is_some() {
                 out.push(Round {
                     stamp,
@@ -432,10 +433,10 @@ fn full_scrapes_until(
             .enable_all()
             .build()?
             .block_on(async {
-                let mut scraper = Scraper::default();
+                let mut scraper = Client::default();
                 let (mut served, mut seen) = (0, 0);
                 while !stop.load(Ordering::Relaxed) {
-                    seen = series_count(&scraper.get(addr, path, false).await?.body);
+                    seen = series_count(&scraper.scrape(addr, path, false).await?.body);
                     served += 1;
                 }
                 anyhow::ensure!(
@@ -494,9 +495,9 @@ pub async fn leak(
     eprintln!("bench: {rounds} CRD rounds in {:?}", started.elapsed());
     let after_crds = settle(&running, &series).await?;
     let mut out = Vec::new();
-    let mut scraper = Scraper::default();
+    let mut scraper = Client::default();
     for (i, r) in running.into_iter().enumerate() {
-        let now = series_count(&scraper.get(r.addr, r.path, false).await?.body);
+        let now = series_count(&scraper.scrape(r.addr, r.path, false).await?.body);
         out.push(LeakResult {
             side: r.side,
             objects: generator.live().len(),
@@ -517,12 +518,12 @@ pub async fn leak(
 /// count.
 async fn settle(running: &[Running; 2], series: &[usize]) -> anyhow::Result<Vec<Usage>> {
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut scraper = Scraper::default();
+    let mut scraper = Client::default();
     let mut out = Vec::new();
     for (r, &n) in running.iter().zip(series) {
         loop {
             let seen = scraper
-                .get(r.addr, r.path, false)
+                .scrape(r.addr, r.path, false)
                 .await
                 .map(|s| series_count(&s.body))
                 .unwrap_or(0);

@@ -10,7 +10,8 @@ use anyhow::{Context, bail};
 use tapmon_e2e::{Cluster, KubeStateMetrics, free_port};
 
 use crate::probe::{Probe, Usage};
-use crate::scrape::{Scraper, series_count};
+use crate::scrape::series_count;
+use tapmon_e2e::http::Client;
 
 /// The core the program under test runs on; the control plane and this harness use the other.
 pub const MEASURED_CPU: usize = 1;
@@ -132,9 +133,9 @@ impl Running {
     ) -> anyhow::Result<Complete> {
         let mut first: Option<Complete> = None;
         let mut since = Instant::now();
-        let mut scraper = Scraper::default();
+        let mut scraper = Client::default();
         loop {
-            if let Ok(s) = scraper.get(self.addr, self.path, false).await {
+            if let Ok(s) = scraper.scrape(self.addr, self.path, false).await {
                 let usage = self.probe.read()?;
                 let series = series_count(&s.body);
                 let poll = Complete {

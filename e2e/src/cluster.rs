@@ -1,0 +1,120 @@
+//! A control plane on loopback (`e2e/cluster.sh`), one per test, torn down on drop.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::PostParams;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+
+use crate::fixtures::root;
+
+/// A control plane on loopback, torn down on drop.
+pub struct Cluster {
+    pub(crate) dir: PathBuf,
+    env: BTreeMap<String, String>,
+    /// Cluster-admin client.
+    pub admin: Client,
+}
+
+pub(crate) fn cluster_sh(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new(root().join("e2e/cluster.sh"))
+        .args(args)
+        .output()
+        .context("running e2e/cluster.sh")?;
+    if !out.status.success() {
+        bail!(
+            "cluster.sh {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+pub(crate) async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
+    let kc = Kubeconfig::read_from(kubeconfig)?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+impl Cluster {
+    /// Starts a control plane (building its binary first if needed).
+    pub async fn up(name: &str) -> anyhow::Result<Cluster> {
+        let dir = root()
+            .join("target/e2e")
+            .join(format!("{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let arg = dir.to_string_lossy().to_string();
+        tokio::task::spawn_blocking(move || cluster_sh(&["up", &arg])).await??;
+        let env = std::fs::read_to_string(dir.join("env"))?
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<BTreeMap<_, _>>();
+        let admin = client_from(&dir.join("admin.kubeconfig")).await?;
+        Ok(Cluster { dir, env, admin })
+    }
+
+    /// The directory `cluster.sh` keeps this cluster's state in.
+    pub fn state_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The cluster-admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("admin.kubeconfig")
+    }
+
+    /// Restarts kube-apiserver with the same flags and port, and waits until it is ready.
+    pub async fn restart_apiserver(&self) -> anyhow::Result<()> {
+        let arg = self.dir.to_string_lossy().to_string();
+        tokio::task::spawn_blocking(move || cluster_sh(&["restart-apiserver", &arg])).await?
+    }
+
+    /// A client that authenticates as `namespace/name` with a TokenRequest token.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Client> {
+        let sas: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![],
+                expiration_seconds: Some(3600),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let token = sas
+            .create_token_request(name, &PostParams::default(), &request)
+            .await?
+            .status
+            .context("TokenRequest without status")?
+            .token;
+        let kubeconfig = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
+        let ca = &self.env["TAPMON_E2E_CA_CERT"];
+        let server = &self.env["TAPMON_E2E_SERVER"];
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{server}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: sa\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: sa\n  context: {{cluster: e2e, user: sa}}\ncurrent-context: sa\n"
+            ),
+        )?;
+        client_from(&kubeconfig).await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let arg = self.dir.to_string_lossy().to_string();
+        if let Err(e) = cluster_sh(&["down", "--remove", &arg]) {
+            eprintln!("tearing down the test cluster: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Reading expositions in tests: series of a family, and a parser into series and values.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+
+/// Series lines of an exposition whose metric name is `family`.
+pub fn series<'a>(exposition: &'a str, family: &str) -> Vec<&'a str> {
+    exposition
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(family)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .collect()
+}
+
+/// One series: its name and labels.
+pub type SeriesKey = (String, BTreeMap<String, String>);
+
+/// Parses a text exposition into series and values (comments skipped).
+pub fn parse_exposition(text: &str) -> anyhow::Result<BTreeMap<SeriesKey, f64>> {
+    let mut out = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, rest) = match line.find(['{', ' ']) {
+            Some(i) => line.split_at(i),
+            None => bail!("no value: {line}"),
+        };
+        let mut labels = BTreeMap::new();
+        let mut rest = rest;
+        if let Some(body) = rest.strip_prefix('{') {
+            let mut chars = body.char_indices().peekable();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                if c == '}' {
+                    end = Some(i);
+                    break;
+                }
+                if c == ',' || c == ' ' {
+                    continue;
+                }
+                let name_start = i;
+                let mut name_end = i;
+                for (j, c) in chars.by_ref() {
+                    if c == '=' {
+                        name_end = j;
+                        break;
+                    }
+                }
+                let label = body[name_start..name_end].to_owned();
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    bail!("label value not quoted: {line}");
+                }
+                let mut value = String::new();
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().map(|(_, c)| c) {
+                            Some('n') => value.push('\n'),
+                            Some(other) => value.push(other),
+                            None => bail!("dangling escape: {line}"),
+                        },
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+                labels.insert(label, value);
+            }
+            let end = end.with_context(|| format!("unclosed labels: {line}"))?;
+            rest = &body[end + 1..];
+        }
+        let value = rest.split_whitespace().next().context("no value")?;
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().with_context(|| format!("bad value in {line}"))?,
+        };
+        out.insert((name.to_owned(), labels), value);
+    }
+    Ok(out)
+}
