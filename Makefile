@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help demo deps fmt lint test e2e controlplane ksm generate check-generated bench bench-micro render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test test-unit e2e controlplane ksm generate check-generated bench bench-micro render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -27,6 +27,10 @@ lint: ## rustfmt check and clippy, warnings are errors
 
 test: controlplane ksm ## Unit, CLI and end-to-end tests (run `make deps` once first)
 	$(CARGO) test --workspace --locked
+
+test-unit: ## Every test that needs no Go build and no cluster: unit, CLI, docs checks (seconds once built)
+	$(CARGO) test --workspace --locked --exclude tapmon-e2e
+	$(CARGO) test -p tapmon-e2e --locked --lib --bins
 
 e2e: controlplane ksm ## Only the end-to-end tests against a real kube-apiserver
 	$(CARGO) test -p tapmon-e2e --locked
