@@ -13,12 +13,18 @@ pub struct RenderedObject {
     bytes: Bytes,
     parts: Vec<(FamilyId, Range<usize>)>,
     series: usize,
+    truncated: usize,
 }
 
 impl RenderedObject {
     /// Number of series.
     pub fn series(&self) -> usize {
         self.series
+    }
+
+    /// Label values cut to [`crate::MAX_LABEL_VALUE_BYTES`].
+    pub fn truncated(&self) -> usize {
+        self.truncated
     }
 
     /// Bytes of all series.
@@ -46,6 +52,7 @@ pub struct ObjectRenderer {
     scratch: Vec<Vec<u8>>,
     touched: Vec<FamilyId>,
     series: usize,
+    truncated: usize,
 }
 
 impl ObjectRenderer {
@@ -60,6 +67,7 @@ impl ObjectRenderer {
             scratch: vec![Vec::new(); set.len()],
             touched: Vec::new(),
             series: 0,
+            truncated: 0,
         }
     }
 
@@ -71,6 +79,7 @@ impl ObjectRenderer {
                 buf: None,
                 first: true,
                 series: &mut self.series,
+                truncated: &mut self.truncated,
             };
         };
         if buf.is_empty() {
@@ -81,6 +90,7 @@ impl ObjectRenderer {
             buf: Some(buf),
             first: true,
             series: &mut self.series,
+            truncated: &mut self.truncated,
         }
     }
 
@@ -101,11 +111,11 @@ impl ObjectRenderer {
             parts.push((id, start..bytes.len()));
             buf.clear();
         }
-        let series = std::mem::take(&mut self.series);
         RenderedObject {
             bytes: Bytes::from(bytes),
             parts,
-            series,
+            series: std::mem::take(&mut self.series),
+            truncated: std::mem::take(&mut self.truncated),
         }
     }
 }
@@ -116,6 +126,7 @@ pub struct SeriesWriter<'a> {
     buf: Option<&'a mut Vec<u8>>,
     first: bool,
     series: &'a mut usize,
+    truncated: &'a mut usize,
 }
 
 impl SeriesWriter<'_> {
@@ -126,7 +137,9 @@ impl SeriesWriter<'_> {
             self.first = false;
             buf.extend_from_slice(name.as_bytes());
             buf.extend_from_slice(b"=\"");
-            write_escaped_label_value(buf, value);
+            if !write_escaped_label_value(buf, value) {
+                *self.truncated += 1;
+            }
             buf.push(b'"');
         }
         self

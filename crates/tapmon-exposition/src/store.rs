@@ -138,6 +138,11 @@ impl Store {
         self.objects.contains_key(key)
     }
 
+    /// Series held for the object, 0 when it is not held.
+    pub fn object_series(&self, key: &ObjectKey) -> usize {
+        self.objects.get(key).map_or(0, |e| e.series)
+    }
+
     /// Counts for one configured resource.
     pub fn stats(&self, resource: u32) -> StoreStats {
         self.stats.get(&resource).copied().unwrap_or_default()

@@ -1,24 +1,56 @@
 //! The byte-level pieces of the text formats.
 
-/// Appends a label value escaped for the text formats: `\` → `\\`, `"` → `\"`, newline → `\n`.
-/// Values without those bytes (nearly all) are copied in one go.
-pub fn write_escaped_label_value(out: &mut Vec<u8>, value: &str) {
+/// Longest label value written, in bytes; a longer one is cut at a character boundary and ends
+/// with [`TRUNCATED_MARKER`].
+pub const MAX_LABEL_VALUE_BYTES: usize = 2048;
+
+/// What ends a label value cut to [`MAX_LABEL_VALUE_BYTES`].
+pub const TRUNCATED_MARKER: &str = "…(truncated)";
+
+/// What a control character in a label value becomes: the formats have no escape for them, and
+/// parsers differ on raw ones (a raw carriage return splits lines for some).
+const REPLACEMENT: &[u8] = "\u{FFFD}".as_bytes();
+
+/// True for the bytes a label value cannot hold as they are: `\`, `"`, newline (escaped) and
+/// the other control characters but tab (replaced).
+fn special(b: u8) -> bool {
+    b == b'\\' || b == b'"' || (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// Appends a label value escaped for the text formats: `\` → `\\`, `"` → `\"`, newline →
+/// `\n`; other control characters (NUL, CR, ESC, …) become U+FFFD. Values without such bytes
+/// (nearly all) are copied in one go. Returns false when the value was longer than
+/// [`MAX_LABEL_VALUE_BYTES`] and was cut.
+pub fn write_escaped_label_value(out: &mut Vec<u8>, value: &str) -> bool {
+    let (value, cut) = if value.len() > MAX_LABEL_VALUE_BYTES {
+        let mut end = MAX_LABEL_VALUE_BYTES - TRUNCATED_MARKER.len();
+        while !value.is_char_boundary(end) {
+            end -= 1;
+        }
+        (&value[..end], true)
+    } else {
+        (value, false)
+    };
     let bytes = value.as_bytes();
-    if memchr::memchr3(b'\\', b'"', b'\n', bytes).is_none() {
-        out.extend_from_slice(bytes);
-        return;
-    }
     let mut start = 0;
-    for at in memchr::memchr3_iter(b'\\', b'"', b'\n', bytes) {
+    for (at, &b) in bytes.iter().enumerate() {
+        if !special(b) {
+            continue;
+        }
         out.extend_from_slice(&bytes[start..at]);
-        out.extend_from_slice(match bytes[at] {
+        out.extend_from_slice(match b {
             b'\\' => b"\\\\",
             b'"' => b"\\\"",
-            _ => b"\\n",
+            b'\n' => b"\\n",
+            _ => REPLACEMENT,
         });
         start = at + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+    if cut {
+        out.extend_from_slice(TRUNCATED_MARKER.as_bytes());
+    }
+    !cut
 }
 
 /// Appends HELP text escaped as both formats require (`\` and newline; OpenMetrics also `"`).
@@ -71,8 +103,27 @@ mod tests {
         assert_eq!(escaped("plain ünïcode ✓"), "plain ünïcode ✓");
         assert_eq!(escaped(r#"a"b\c"#), r#"a\"b\\c"#);
         assert_eq!(escaped("line\nbreak\n"), "line\\nbreak\\n");
-        assert_eq!(escaped("\r\t"), "\r\t");
         assert_eq!(escaped(""), "");
+    }
+
+    #[test]
+    fn control_characters_are_replaced_and_long_values_cut() {
+        // Tab stays; NUL, CR, ESC and DEL have no escape and become U+FFFD.
+        assert_eq!(
+            escaped("a\0b\rc\x1bd\x7fe\tf"),
+            "a\u{FFFD}b\u{FFFD}c\u{FFFD}d\u{FFFD}e\tf"
+        );
+        let long = "é".repeat(MAX_LABEL_VALUE_BYTES);
+        let mut out = Vec::new();
+        assert!(!write_escaped_label_value(&mut out, &long));
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.len() <= MAX_LABEL_VALUE_BYTES, "{}", text.len());
+        assert!(text.ends_with(TRUNCATED_MARKER));
+        let mut out = Vec::new();
+        assert!(write_escaped_label_value(
+            &mut out,
+            &"x".repeat(MAX_LABEL_VALUE_BYTES)
+        ));
     }
 
     #[test]
