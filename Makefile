@@ -41,8 +41,8 @@ controlplane: ## Build (or find cached) the loopback control plane from Go modul
 ksm: ## Build (or find cached) kube-state-metrics v2.20.0 for the side-by-side test
 	e2e/cluster.sh build-ksm
 
-generate: ## Regenerate crds/ from the TapMonitor types and docs/metrics.md from the presets
-	$(CARGO) run -q -p tapmon --locked -- crd > crds/tapmon.io_tapmonitors.yaml
+generate: ## Regenerate crds/ from the TapMonitor and ClusterTapMonitor types and docs/metrics.md from the presets
+	$(CARGO) run -q -p tapmon --locked -- crd --dir crds
 	$(CARGO) run -q -p tapmon --locked -- docs > docs/metrics.md
 
 check-generated: generate ## Fail when a generated file differs from the committed one

@@ -71,6 +71,8 @@ vocabulary! {
         PrometheusRule = "PrometheusRule",
         /// What became of the published dashboard ConfigMaps.
         Dashboards = "Dashboards",
+        /// Whether the monitor's series limit left objects out (True when it did).
+        SeriesLimit = "SeriesLimit",
     }
 }
 
@@ -99,6 +101,13 @@ vocabulary! {
         CrdNotInstalled = "CRDNotInstalled",
         /// Published: the API server refused it.
         ApplyFailed = "ApplyFailed",
+        /// Published: an object of that name exists and another owner controls it; it is left
+        /// untouched.
+        Conflict = "Conflict",
+        /// SeriesLimit: every object's series are served.
+        WithinLimit = "WithinLimit",
+        /// SeriesLimit: objects are left out to stay within the limit.
+        LimitReached = "LimitReached",
     }
 }
 
@@ -113,6 +122,8 @@ pub enum EventReason {
     Kind(KindState),
     /// A published object changed state: `<condition><reason>`, e.g. `ServiceMonitorApplied`.
     Published(ConditionType, Reason),
+    /// The series limit started or stopped leaving objects out: `SeriesLimit<reason>`.
+    SeriesLimit(Reason),
 }
 
 impl fmt::Display for EventReason {
@@ -122,6 +133,7 @@ impl fmt::Display for EventReason {
             EventReason::Ready => f.write_str(ConditionType::Ready.as_str()),
             EventReason::Kind(state) => write!(f, "Kind{}", state.as_str()),
             EventReason::Published(kind, reason) => write!(f, "{kind}{reason}"),
+            EventReason::SeriesLimit(reason) => write!(f, "{}{reason}", ConditionType::SeriesLimit),
         }
     }
 }

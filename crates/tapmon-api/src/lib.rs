@@ -2,6 +2,8 @@
 //! resources, in kube-state-metrics' format, to read; the status the operator reports, and the
 //! words (condition types, reasons, Event reasons) it reports them in.
 
+mod admission;
+mod cluster;
 mod conditions;
 mod groups;
 mod spec;
@@ -9,6 +11,8 @@ mod status;
 
 use kube::CustomResourceExt;
 
+pub use admission::{POLICY_NAME, admission_policy};
+pub use cluster::{CLUSTER_KIND, ClusterTapMonitor};
 pub use conditions::{ConditionType, EventReason, Reason, status_str};
 pub use groups::{GroupSpec, Groups};
 pub use spec::{
@@ -25,12 +29,43 @@ pub const KIND: &str = "TapMonitor";
 /// Most extra resources one TapMonitor may declare; bounds the cost of its validation rules.
 pub const MAX_RESOURCES: usize = 64;
 
-/// The CustomResourceDefinition of TapMonitor as YAML, as `crds/` holds it.
-pub fn crd_yaml() -> Result<String, serde_json::Error> {
+/// What `crds/` holds, as (file name, YAML text): the TapMonitor and ClusterTapMonitor
+/// CustomResourceDefinitions, and the admission policy that checks what their schema cannot.
+pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_json::Error> {
     // JSON is valid YAML; a YAML emitter adds nothing a reviewer needs but a dependency.
-    let mut text = serde_json::to_string_pretty(&TapMonitor::crd())?;
-    text.push('\n');
-    Ok(text)
+    let pretty = |value: &dyn erased::Json| -> Result<String, serde_json::Error> {
+        let mut text = value.pretty()?;
+        text.push('\n');
+        Ok(text)
+    };
+    let mut out = Vec::new();
+    for crd in [TapMonitor::crd(), ClusterTapMonitor::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let plural = name.split('.').next().unwrap_or_default().to_owned();
+        out.push((format!("{GROUP}_{plural}.yaml"), pretty(&crd)?));
+    }
+    let policy: Vec<String> = admission_policy()
+        .iter()
+        .map(|doc| pretty(doc))
+        .collect::<Result<_, _>>()?;
+    out.push((
+        format!("{GROUP}_admission-policy.yaml"),
+        policy.join("---\n"),
+    ));
+    Ok(out)
+}
+
+mod erased {
+    /// Something written as pretty JSON.
+    pub trait Json {
+        fn pretty(&self) -> Result<String, serde_json::Error>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn pretty(&self) -> Result<String, serde_json::Error> {
+            serde_json::to_string_pretty(self)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -49,13 +84,12 @@ mod tests {
     }
 
     #[test]
-    fn the_crd_is_the_committed_one() {
-        let committed = include_str!("../../../crds/tapmon.io_tapmonitors.yaml");
-        assert_eq!(
-            crd_yaml().unwrap(),
-            committed,
-            "crds/ is stale: run `make generate`"
-        );
+    fn the_crds_are_the_committed_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crds");
+        for (file, text) in crd_yaml().unwrap() {
+            let committed = std::fs::read_to_string(dir.join(&file)).unwrap_or_default();
+            assert_eq!(text, committed, "crds/{file} is stale: run `make generate`");
+        }
     }
 
     #[test]

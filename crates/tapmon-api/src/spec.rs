@@ -37,7 +37,8 @@ pub struct TapMonitorSpec {
     /// The TAP groups to watch. Every group is on unless set to `enabled: false`.
     #[serde(default)]
     pub groups: Groups,
-    /// Namespaces to watch objects in; all namespaces when absent.
+    /// Namespaces to read objects in. A TapMonitor reads its own namespace only (naming any
+    /// other is an error in its status); a ClusterTapMonitor reads all namespaces when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace_selector: Option<NamespaceSelector>,
     /// Label selector for the watched objects, passed to the API server.
@@ -58,6 +59,12 @@ pub struct TapMonitorSpec {
     /// The Grafana dashboards published for this monitor, as ConfigMaps for the Grafana sidecar.
     #[serde(default)]
     pub dashboard: DashboardSpec,
+    /// Most series the monitor serves; objects beyond it are left out and the
+    /// `SeriesLimit` condition says how many. The operator's `--series-limit` is the default and
+    /// the ceiling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub series_limit: Option<u64>,
 }
 
 /// How the dashboards of this monitor are published: one ConfigMap per dashboard, labelled so

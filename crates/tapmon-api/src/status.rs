@@ -13,8 +13,8 @@ pub struct TapMonitorStatus {
     /// The generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `Reconciling` and `Stalled` (kstatus), then `ServiceMonitor`, `PrometheusRule`
-    /// and `Dashboards` ([`crate::ConditionType`]).
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus), then `ServiceMonitor`, `PrometheusRule`,
+    /// `Dashboards` and `SeriesLimit`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// One entry per kind the monitor reads.

@@ -257,11 +257,14 @@ impl<'de> Deserialize<'de> for PathSpec {
         enum Raw {
             List(Vec<Part>),
             Str(String),
+            // `path: null` (or `path: ~`) is the object itself, as in kube-state-metrics.
+            Null(()),
         }
         let raw = Raw::deserialize(deserializer).map_err(|_| {
             serde::de::Error::custom("expected a path: a list of segments or a JSONPath string")
         })?;
         Ok(match raw {
+            Raw::Null(()) => PathSpec::default(),
             Raw::Str(s) => PathSpec::JsonPath(s),
             Raw::List(parts) => PathSpec::Segments(
                 parts
@@ -283,11 +286,14 @@ impl JsonSchema for PathSpec {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        // Either a list or a string: a structural CRD schema cannot say "one of two types",
-        // so the node keeps whatever is written and the controller validates it.
+        // Either a list or a string: a structural CRD schema cannot say "one of two types", and
+        // CEL rules cannot see a node without a type, so the node keeps whatever is written;
+        // the admission policy (`tapmon_api::admission_policy`) refuses what does not decode,
+        // and the controller reports, on the monitor, whatever got past it.
         json_schema!({
             "description": "A path: a list of segments ([status, conditions, \"[type=Ready]\", status]) or a kubectl JSONPath string (.status.conditions[?(@.type==\"Ready\")].status).",
-            "x-kubernetes-preserve-unknown-fields": true
+            "x-kubernetes-preserve-unknown-fields": true,
+            "nullable": true
         })
     }
 }

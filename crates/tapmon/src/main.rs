@@ -73,8 +73,12 @@ enum Command {
     },
     /// Print the reference of every built-in metric family (Markdown).
     Docs,
-    /// Print the TapMonitor CustomResourceDefinition.
-    Crd,
+    /// Print the TapMonitor and ClusterTapMonitor CustomResourceDefinitions.
+    Crd {
+        /// Write each into its own file in this directory (as `crds/` holds them) instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Validate a TapMonitor manifest or a kube-state-metrics config.
     Check {
         /// The file to check.
@@ -167,7 +171,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
         }
         Command::Docs => commands::docs(&mut out)?,
-        Command::Crd => out.write_all(tapmon_api::crd_yaml()?.as_bytes())?,
+        Command::Crd { dir } => {
+            for (i, (file, text)) in tapmon_api::crd_yaml()?.into_iter().enumerate() {
+                match &dir {
+                    Some(dir) => std::fs::write(dir.join(&file), text)
+                        .with_context(|| format!("writing {}", dir.join(&file).display()))?,
+                    None => {
+                        if i > 0 {
+                            writeln!(out, "---")?;
+                        }
+                        out.write_all(text.as_bytes())?;
+                    }
+                }
+            }
+        }
         Command::Check { file } => {
             let problems = commands::check(&file, &mut out)?;
             for p in &problems {
