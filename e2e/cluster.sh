@@ -391,7 +391,7 @@ cmd_up() {
 	# shellcheck disable=SC2086
 	write_args "$state" kube-controller-manager \
 		--kubeconfig="$state/admin.kubeconfig" \
-		--controllers=garbage-collector-controller,namespace-controller \
+		--controllers=garbage-collector-controller,namespace-controller,clusterrole-aggregation-controller \
 		--leader-elect=false \
 		--secure-port=0 \
 		${TAPMON_E2E_KCM_FLAGS:-}

@@ -76,13 +76,24 @@ impl Cluster {
         tokio::task::spawn_blocking(move || cluster_sh(&["restart-apiserver", &arg])).await?
     }
 
-    /// A client that authenticates as `namespace/name` with a TokenRequest token.
-    pub async fn service_account_client(
+    /// A token of ServiceAccount `namespace/name` (TokenRequest, an hour long), creating the
+    /// ServiceAccount when it does not exist.
+    pub async fn service_account_token(
         &self,
         namespace: &str,
         name: &str,
-    ) -> anyhow::Result<Client> {
+    ) -> anyhow::Result<String> {
         let sas: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), namespace);
+        if sas.get_opt(name).await?.is_none() {
+            let sa = ServiceAccount {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(name.to_owned()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            sas.create(&PostParams::default(), &sa).await?;
+        }
         let request = TokenRequest {
             spec: TokenRequestSpec {
                 audiences: vec![],
@@ -91,12 +102,21 @@ impl Cluster {
             },
             ..Default::default()
         };
-        let token = sas
+        Ok(sas
             .create_token_request(name, &PostParams::default(), &request)
             .await?
             .status
             .context("TokenRequest without status")?
-            .token;
+            .token)
+    }
+
+    /// A client that authenticates as `namespace/name` with a TokenRequest token.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Client> {
+        let token = self.service_account_token(namespace, name).await?;
         let kubeconfig = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
         let ca = &self.env["TAPMON_E2E_CA_CERT"];
         let server = &self.env["TAPMON_E2E_SERVER"];

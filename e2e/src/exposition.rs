@@ -81,3 +81,49 @@ pub fn parse_exposition(text: &str) -> anyhow::Result<BTreeMap<SeriesKey, f64>> 
     }
     Ok(out)
 }
+
+fn pipe(program: &str, args: &[&str], input: &str) -> anyhow::Result<std::process::Output> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {program}"))?;
+    child
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(input.as_bytes())?;
+    Ok(child.wait_with_output()?)
+}
+
+/// `promtool check metrics` over `text` (Debian package `prometheus`): its findings, or an
+/// error when it cannot parse the exposition (lint findings are exit code 3, parse errors 1).
+pub fn promtool_findings(text: &str) -> anyhow::Result<Vec<String>> {
+    let out = pipe("promtool", &["check", "metrics"], text)?;
+    let findings =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    match out.status.code() {
+        Some(0 | 3) => Ok(findings
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect()),
+        code => bail!("promtool failed ({code:?}): {findings}"),
+    }
+}
+
+/// The number of samples the Python client's reference parser reads from `text`.
+pub fn python_samples(text: &str) -> anyhow::Result<usize> {
+    let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as parse\nprint(sum(len(f.samples) for f in parse(sys.stdin.read())))";
+    let out = pipe("python3", &["-c", script], text)?;
+    if !out.status.success() {
+        bail!(
+            "prometheus_client could not parse the exposition: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}

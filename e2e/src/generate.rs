@@ -429,6 +429,11 @@ impl Generator {
         self.live.iter().map(|i| per_template[i.template]).sum()
     }
 
+    /// The kind of a live object.
+    pub fn kind_of(&self, instance: &Instance) -> &str {
+        &self.templates[instance.template].kind
+    }
+
     /// A live object of `kind` (the first created), with its fixture status.
     pub fn sample(&self, kind: &str) -> Option<(Api<DynamicObject>, Instance, Value)> {
         let i = self.live.iter().find(|i| {

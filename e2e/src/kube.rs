@@ -28,13 +28,23 @@ pub fn dynamic_api(
     }
 }
 
-/// TapMonitors in `tapmon-system`.
-pub fn tapmonitors(client: &Client) -> Api<DynamicObject> {
+/// TapMonitors in `namespace`.
+pub fn tapmonitors(client: &Client, namespace: &str) -> Api<DynamicObject> {
     dynamic_api(
         client,
-        Some("tapmon-system"),
+        Some(namespace),
         ("tapmon.io", "v1alpha1", "TapMonitor"),
         "tapmonitors",
+    )
+}
+
+/// ClusterTapMonitors: the monitors that read every namespace, which most tests use.
+pub fn cluster_monitors(client: &Client) -> Api<DynamicObject> {
+    dynamic_api(
+        client,
+        None,
+        ("tapmon.io", "v1alpha1", "ClusterTapMonitor"),
+        "clustertapmonitors",
     )
 }
 
@@ -108,12 +118,15 @@ pub async fn apply_files(
     Ok(())
 }
 
-/// Installs CRDs and waits until each is established.
+/// Installs CRDs (and what else the files hold) and waits until each CRD is established.
 pub async fn install_crds(client: &Client, files: &[PathBuf]) -> anyhow::Result<()> {
     apply_files(client, files, None).await?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for file in files {
         for doc in documents(file)? {
+            if doc["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
             let name = doc["metadata"]["name"].as_str().context("CRD name")?;
             tokio::time::timeout(
                 Duration::from_secs(30),
@@ -126,11 +139,25 @@ pub async fn install_crds(client: &Client, files: &[PathBuf]) -> anyhow::Result<
     Ok(())
 }
 
-/// Creates or updates TapMonitor `tapmon-system/{name}` with `spec`.
-pub async fn apply_tap_monitor(client: &Client, name: &str, spec: Value) -> anyhow::Result<()> {
+/// Creates or updates ClusterTapMonitor `name` with `spec`.
+pub async fn apply_cluster_monitor(client: &Client, name: &str, spec: Value) -> anyhow::Result<()> {
+    let obj = json!({
+        "apiVersion": "tapmon.io/v1alpha1", "kind": "ClusterTapMonitor",
+        "metadata": {"name": name}, "spec": spec
+    });
+    apply(client, obj, None).await.map(drop)
+}
+
+/// Creates or updates TapMonitor `namespace/name` with `spec`.
+pub async fn apply_tap_monitor(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    spec: Value,
+) -> anyhow::Result<()> {
     let obj = json!({
         "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-        "metadata": {"name": name, "namespace": "tapmon-system"}, "spec": spec
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec
     });
     apply(client, obj, None).await.map(drop)
 }

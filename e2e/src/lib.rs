@@ -13,6 +13,7 @@
 //! | [`ksm`] | kube-state-metrics |
 //! | [`exposition`] | series of an exposition |
 //! | [`status`] | a TapMonitor's status, in the API's words |
+//! | [`tls`] | a test CA, TLS clients |
 //! | [`generate`] | many TAP objects for the benchmark |
 
 // Test support: a failed setup should stop the test with its message.
@@ -28,10 +29,11 @@ pub mod kube;
 pub mod operator;
 pub mod prometheus;
 pub mod status;
+pub mod tls;
 mod wait;
 
 pub use cluster::Cluster;
-pub use exposition::{SeriesKey, parse_exposition, series};
+pub use exposition::{SeriesKey, parse_exposition, promtool_findings, python_samples, series};
 pub use fixtures::{
     catalogue_queries, documents, groups_only, load_tap_environment, root, tap_crds, tap_objects,
     yaml_files,
@@ -39,7 +41,8 @@ pub use fixtures::{
 pub use http::{free_port, get, percent_encode};
 pub use ksm::{KubeStateMetrics, ksm_binary, ksm_config};
 pub use kube::{
-    api_for, apply, apply_files, apply_tap_monitor, dynamic_api, install_crds, tapmonitors,
+    api_for, apply, apply_cluster_monitor, apply_files, apply_tap_monitor, cluster_monitors,
+    dynamic_api, install_crds, tapmonitors,
 };
 pub use operator::{Operator, cluster_with_operator, operator_identity};
 pub use prometheus::{PROMETHEUS_OPERATOR, Prometheus, ScrapeTarget, prometheus_operator_crds};

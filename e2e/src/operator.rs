@@ -1,6 +1,8 @@
 //! The operator, running in the test process as its ServiceAccount with `deploy/`'s RBAC.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use kube::Client;
@@ -8,9 +10,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
-use crate::fixtures::{load_tap_environment, root};
-use crate::http::{free_port, get};
+use crate::fixtures::{load_tap_environment, root, yaml_files};
+use crate::http::{Client as HttpClient, free_port, get};
 use crate::kube::{apply_files, install_crds};
+use crate::tls::insecure_client;
 use crate::wait::eventually;
 
 /// A control plane with the operator running as its ServiceAccount, and with the fixture TAP
@@ -29,17 +32,14 @@ pub async fn cluster_with_operator(
 
 /// Installs the operator's RBAC from `deploy/` and returns a client for its ServiceAccount.
 pub async fn operator_identity(cluster: &Cluster) -> anyhow::Result<Client> {
-    install_crds(
-        &cluster.admin,
-        &[root().join("crds/tapmon.io_tapmonitors.yaml")],
-    )
-    .await?;
+    install_crds(&cluster.admin, &yaml_files(&root().join("crds"))?).await?;
     let deploy = root().join("deploy");
     for file in [
         "namespace.yaml",
         "serviceaccount.yaml",
         "clusterrole.yaml",
         "clusterrolebinding.yaml",
+        "tenancy.yaml",
     ] {
         apply_files(&cluster.admin, &[deploy.join(file)], Some("tapmon-system")).await?;
     }
@@ -48,10 +48,24 @@ pub async fn operator_identity(cluster: &Cluster) -> anyhow::Result<Client> {
         .await
 }
 
+/// How a test runs the operator.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Scrapes need an authorised bearer token (and HTTPS).
+    pub auth: bool,
+    /// The serving certificate's files (certificate, key); self-signed when absent and `auth`.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
+    /// How a client trusts the serving certificate (when there is one).
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
+    /// The operator's series limit per monitor.
+    pub series_limit: Option<usize>,
+}
+
 /// The operator, running in this process as its ServiceAccount.
 pub struct Operator {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    tls: Option<Arc<rustls::ClientConfig>>,
     /// Per-monitor metrics, `/healthz`, `/readyz`.
     pub metrics: SocketAddr,
     /// Self-metrics.
@@ -59,15 +73,31 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Starts the operator with `client`.
+    /// Starts the operator with `client`, scrapes open to anyone on loopback.
     pub async fn start(client: Client) -> Operator {
+        Self::start_with(client, Settings::default()).await
+    }
+
+    /// Starts the operator with `client` as `settings` say.
+    pub async fn start_with(client: Client, settings: Settings) -> Operator {
         let (metrics, telemetry) = (free_port(), free_port());
         let (stop, stopped) = oneshot::channel::<()>();
+        let mut limits = tapmon_operator::validate::Limits::default();
+        if let Some(series) = settings.series_limit {
+            limits.series = series;
+        }
         let config = tapmon_operator::RunConfig {
             metrics_addr: metrics,
             telemetry_addr: telemetry,
             initial_list: None,
             service: tapmon_operator::publish::OperatorService::default(),
+            metrics_auth: if settings.auth {
+                tapmon_operator::MetricsAuth::Kubernetes
+            } else {
+                tapmon_operator::MetricsAuth::None
+            },
+            tls_files: settings.tls_files.clone(),
+            limits,
         };
         let task = tokio::spawn(async move {
             let shutdown = async move {
@@ -77,14 +107,23 @@ impl Operator {
                 panic!("operator failed: {e}");
             }
         });
+        let tls = match (
+            &settings.tls_client,
+            settings.auth || settings.tls_files.is_some(),
+        ) {
+            (Some(client), _) => Some(Arc::clone(client)),
+            (None, true) => Some(insecure_client().expect("a TLS client")),
+            (None, false) => None,
+        };
         let op = Operator {
             stop: Some(stop),
             task,
+            tls,
             metrics,
             telemetry,
         };
         eventually("operator /healthz", Duration::from_secs(10), || async {
-            get(metrics, "/healthz")
+            op.get("/healthz", None)
                 .await
                 .ok()
                 .filter(|(s, _)| *s == 200)
@@ -93,14 +132,35 @@ impl Operator {
         op
     }
 
-    /// A monitor's exposition, or None while it is not served.
+    /// A GET of the metrics port, as a client of its TLS (if any) with `token` (if any).
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
+        let mut client = match &self.tls {
+            Some(config) => HttpClient::tls(Arc::clone(config)),
+            None => HttpClient::default(),
+        };
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = bearer
+            .as_deref()
+            .map(|b| vec![("Authorization", b)])
+            .unwrap_or_default();
+        let response = client.request(self.metrics, path, &headers, false).await?;
+        Ok((response.status, response.text()))
+    }
+
+    /// A TapMonitor's exposition, or None while it is not served.
     pub async fn scrape(&self, namespace: &str, name: &str) -> Option<String> {
-        match get(
-            self.metrics,
-            &format!("/monitors/{namespace}/{name}/metrics"),
-        )
-        .await
-        {
+        self.scrape_path(&format!("/monitors/{namespace}/{name}/metrics"))
+            .await
+    }
+
+    /// A ClusterTapMonitor's exposition, or None while it is not served.
+    pub async fn scrape_cluster(&self, name: &str) -> Option<String> {
+        self.scrape_path(&format!("/clustermonitors/{name}/metrics"))
+            .await
+    }
+
+    async fn scrape_path(&self, path: &str) -> Option<String> {
+        match self.get(path, None).await {
             Ok((200, body)) => Some(body),
             _ => None,
         }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tapmon_e2e::{
-    KubeStateMetrics, SeriesKey, apply, apply_tap_monitor, cluster_with_operator, documents, get,
-    groups_only, install_crds, ksm_config, parse_exposition, root, serial,
+    KubeStateMetrics, SeriesKey, apply, apply_cluster_monitor, cluster_with_operator, documents,
+    get, groups_only, install_crds, ksm_config, parse_exposition, root, serial,
 };
 
 /// Polls `scrape` until it gives the same series, with `families` families, for `hold`.
@@ -102,7 +102,7 @@ impl Intended {
 async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
     let _serial = serial().await;
     let (cluster, operator) = cluster_with_operator("differential", true).await.unwrap();
-    apply_tap_monitor(&cluster.admin, "tap", json!({}))
+    apply_cluster_monitor(&cluster.admin, "tap", json!({}))
         .await
         .unwrap();
     let config = root()
@@ -119,7 +119,7 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
         if !ready {
             return None;
         }
-        operator.scrape("tapmon-system", "tap").await
+        operator.scrape_cluster("tap").await
     })
     .await;
     let theirs = settled("kube-state-metrics", Duration::from_secs(5), 42, || {
@@ -222,7 +222,7 @@ async fn each_config_feature_matches_kube_state_metrics_except_where_intended() 
     let config: Value =
         tapmon_crs::yaml::from_str(&std::fs::read_to_string(dir.join("config.yaml")).unwrap())
             .unwrap();
-    apply_tap_monitor(
+    apply_cluster_monitor(
         &cluster.admin,
         "features",
         json!({"groups": groups_only(&[]), "resources": config["spec"]["resources"]}),
@@ -239,7 +239,7 @@ async fn each_config_feature_matches_kube_state_metrics_except_where_intended() 
         .len();
     let ours = settled("tapmon", Duration::from_secs(3), metrics, || async {
         (get(operator.metrics, "/readyz").await.ok()?.0 == 200).then_some(())?;
-        operator.scrape("tapmon-system", "features").await
+        operator.scrape_cluster("features").await
     })
     .await;
     let theirs = settled(

@@ -13,7 +13,8 @@ use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
 use tapmon_e2e::{
-    Operator, apply_tap_monitor, cluster_with_operator, eventually, install_crds, serial, tap_crds,
+    Operator, apply_cluster_monitor, cluster_with_operator, eventually, install_crds, serial,
+    tap_crds,
 };
 
 /// Objects in the API server, per kind, as the generator's API handles list them.
@@ -32,7 +33,7 @@ async fn series_reach(operator: &Operator, expected: usize) {
         &format!("{expected} series"),
         Duration::from_secs(60),
         || async {
-            let text = operator.scrape("tapmon-system", "tap").await?;
+            let text = operator.scrape_cluster("tap").await?;
             let n = text
                 .lines()
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
@@ -97,20 +98,28 @@ async fn generated_objects_exist_and_tapmon_serves_what_the_generator_expects() 
     assert!(errors.is_empty());
     let expected = generator.expected_series(&compiled);
     assert!(expected > n, "{expected} series for {n} objects");
-    apply_tap_monitor(&cluster.admin, "tap", json!({}))
+    apply_cluster_monitor(&cluster.admin, "tap", json!({}))
         .await
         .unwrap();
     series_reach(&operator, expected).await;
 
     // Churn replaces objects one for one with new names: same counts, same series count,
     // different objects.
-    let before: Vec<String> = generator.live().iter().map(|i| i.name.clone()).collect();
+    // Objects by kind, namespace and name: a Workload and its Deliverable share a name.
+    let identities = |g: &Generator| -> Vec<(String, String, String)> {
+        g.live()
+            .iter()
+            .map(|i| (g.kind_of(i).to_owned(), i.namespace.clone(), i.name.clone()))
+            .collect()
+    };
+    let before = identities(&generator);
     generator.churn(0.1, 1).await.unwrap();
     let after: Vec<String> = generator.live().iter().map(|i| i.name.clone()).collect();
     assert_eq!(after.len(), n);
     let renamed = after.iter().filter(|a| a.ends_with("-c1")).count();
     assert_eq!(renamed, (n as f64 * 0.1).round() as usize, "{after:?}");
-    assert!(before.iter().any(|b| !after.contains(b)));
+    let after_identities = identities(&generator);
+    assert!(before.iter().any(|b| !after_identities.contains(b)));
     assert_eq!(listed(&generator).await, generator.counts());
     assert_eq!(generator.expected_series(&compiled), expected);
     series_reach(&operator, expected).await;

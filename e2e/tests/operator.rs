@@ -14,15 +14,15 @@ use tapmon_api::{ConditionType, EventReason, KindState, Reason, status_str};
 use tapmon_crs::Compiled;
 use tapmon_e2e::status::{Cond, condition, kind_state, ready};
 use tapmon_e2e::{
-    Cluster, Operator, apply, apply_tap_monitor, cluster_with_operator, dynamic_api, eventually,
-    install_crds, load_tap_environment, operator_identity, root, serial, series, tap_objects,
-    tapmonitors,
+    Cluster, Operator, apply, apply_cluster_monitor, cluster_monitors, cluster_with_operator,
+    dynamic_api, eventually, install_crds, load_tap_environment, operator_identity, root, serial,
+    series, tap_objects,
 };
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn monitor(client: &Client, name: &str, spec: Value) {
-    apply_tap_monitor(client, name, spec).await.unwrap();
+    apply_cluster_monitor(client, name, spec).await.unwrap();
 }
 
 /// The monitor's status once `check` accepts it.
@@ -32,7 +32,7 @@ async fn status_when(
     what: &str,
     check: impl Fn(&Value) -> bool,
 ) -> Value {
-    let api = tapmonitors(client);
+    let api = cluster_monitors(client);
     eventually(what, WAIT, || {
         let api = api.clone();
         let check = &check;
@@ -94,7 +94,7 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
 
     let expected = normalized(&expected_exposition());
     let scrape = eventually("all series", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         (normalized(&s) == expected).then_some(s)
     })
     .await;
@@ -118,7 +118,7 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
         .await
         .unwrap();
     eventually("updated status series", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         series(&s, "cartographer_workload_status")
             .iter()
             .any(|l| {
@@ -134,7 +134,7 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
         .await
         .unwrap();
     eventually("deleted object's series gone", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         (!s.contains("cartographer_workload_info{")
             || !series(&s, "cartographer_workload_info")
                 .iter()
@@ -147,7 +147,7 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
         "spec": {"source": {"git": {"url": "https://example.com/new.git", "ref": {"branch": "main"}}}}});
     apply(&cluster.admin, new, None).await.unwrap();
     eventually("created object's series", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         series(&s, "cartographer_workload_info")
             .iter()
             .any(|l| {
@@ -189,7 +189,7 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
     .await
     .unwrap();
     eventually("workload series after the CRD appeared", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         (series(&s, "cartographer_workload_info").len() == 7).then_some(())
     })
     .await;
@@ -208,7 +208,7 @@ async fn a_crd_installed_later_is_watched_and_a_deleted_one_drops_its_series() {
         .await
         .unwrap();
     eventually("workload series gone with the CRD", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         series(&s, "cartographer_workload_info")
             .is_empty()
             .then_some(())
@@ -247,7 +247,7 @@ async fn two_monitors_share_one_watch_per_kind_and_serve_only_their_own_series()
     );
 
     for (name, ns) in [("team-a", "dev-team-a"), ("team-b", "dev-team-b")] {
-        let s = operator.scrape("tapmon-system", name).await.unwrap();
+        let s = operator.scrape_cluster(name).await.unwrap();
         let namespaces: BTreeSet<&str> = s
             .lines()
             .filter(|l| !l.starts_with('#'))
@@ -257,7 +257,7 @@ async fn two_monitors_share_one_watch_per_kind_and_serve_only_their_own_series()
             .collect();
         assert_eq!(namespaces, BTreeSet::from([ns]), "{name}");
     }
-    let b = operator.scrape("tapmon-system", "team-b").await.unwrap();
+    let b = operator.scrape_cluster("team-b").await.unwrap();
     assert!(!b.contains("kpack_"), "kpack disabled for team-b");
     operator.stop().await;
 }
@@ -291,9 +291,10 @@ async fn an_invalid_monitor_is_stalled_and_a_valid_one_beside_it_is_not() {
     assert!(!condition(&bad, ConditionType::Ready).is_true());
     status_when(&cluster.admin, "good", "good Ready", ready).await;
 
+    // Events about cluster-scoped objects are recorded in `default`.
     let events = dynamic_api(
         &cluster.admin,
-        Some("tapmon-system"),
+        Some("default"),
         ("events.k8s.io", "v1", "Event"),
         "events",
     );
@@ -319,18 +320,18 @@ async fn deleting_a_monitor_stops_serving_it_and_its_watches() {
     let (cluster, operator) = cluster_with_operator("delete", true).await.unwrap();
     monitor(&cluster.admin, "tap", json!({})).await;
     status_when(&cluster.admin, "tap", "Ready", ready).await;
-    assert!(operator.scrape("tapmon-system", "tap").await.is_some());
-    tapmonitors(&cluster.admin)
+    assert!(operator.scrape_cluster("tap").await.is_some());
+    cluster_monitors(&cluster.admin)
         .delete("tap", &DeleteParams::default())
         .await
         .unwrap();
     eventually("monitor gone", WAIT, || async {
-        let gone = tapmonitors(&cluster.admin)
+        let gone = cluster_monitors(&cluster.admin)
             .get_opt("tap")
             .await
             .ok()?
             .is_none();
-        let unserved = operator.scrape("tapmon-system", "tap").await.is_none();
+        let unserved = operator.scrape_cluster("tap").await.is_none();
         let telemetry = operator.self_metrics().await;
         let no_watches = !telemetry.lines().any(|l| l.starts_with("tapmon_watches{"));
         (gone && unserved && no_watches).then_some(())
@@ -361,7 +362,7 @@ async fn the_operator_recovers_from_an_apiserver_restart_without_stale_or_duplic
         "series correct after the restart",
         Duration::from_secs(120),
         || async {
-            let s = operator.scrape("tapmon-system", "tap").await?;
+            let s = operator.scrape_cluster("tap").await?;
             let lines: Vec<&str> = s.lines().filter(|l| !l.starts_with('#')).collect();
             let unique: BTreeSet<&&str> = lines.iter().collect();
             let stale = s.contains("name=\"petclinic-build-1-w82l5\"");
@@ -407,7 +408,7 @@ async fn a_kind_the_operator_may_not_watch_is_forbidden_in_status_and_the_rest_w
         Reason::WatchFailed.as_str()
     );
     eventually("other kinds still served", WAIT, || async {
-        let s = operator.scrape("tapmon-system", "tap").await?;
+        let s = operator.scrape_cluster("tap").await?;
         (!series(&s, "cartographer_workload_info").is_empty()
             && series(&s, "kpack_build_info").is_empty())
         .then_some(())

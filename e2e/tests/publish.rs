@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tapmon_api::{ConditionType, Reason, status_str};
 use tapmon_e2e::status;
 use tapmon_e2e::{
-    Prometheus, ScrapeTarget, apply, cluster_with_operator, dynamic_api, eventually, install_crds,
-    prometheus_operator_crds, serial, tapmonitors,
+    Prometheus, ScrapeTarget, apply, cluster_monitors, cluster_with_operator, dynamic_api,
+    eventually, install_crds, prometheus_operator_crds, serial,
 };
 
 /// A condition of a TapMonitor read from the API: (status, reason).
@@ -21,8 +21,8 @@ fn condition(m: &DynamicObject, type_: ConditionType) -> Option<(String, String)
 }
 
 fn monitor(labels: Value) -> Value {
-    json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-    "metadata": {"name": "tap", "namespace": "tapmon-system"},
+    json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "ClusterTapMonitor",
+    "metadata": {"name": "tap"},
     "spec": {
         "serviceMonitor": {"labels": labels, "interval": "15s"},
         "dashboard": {"labels": {"grafana_dashboard": "1", "release": labels["release"]}}
@@ -33,7 +33,7 @@ fn monitor(labels: Value) -> Value {
 async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_the_monitor() {
     let _serial = serial().await;
     let (cluster, operator) = cluster_with_operator("publish", true).await.unwrap();
-    let monitors = tapmonitors(&cluster.admin);
+    let monitors = cluster_monitors(&cluster.admin);
     let sms = dynamic_api(
         &cluster.admin,
         Some("tapmon-system"),
@@ -67,18 +67,18 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     let sm = eventually(
         "ServiceMonitor created",
         Duration::from_secs(60),
-        || async { sms.get_opt("tap").await.ok()? },
+        || async { sms.get_opt("cluster-tap").await.ok()? },
     )
     .await;
     assert_eq!(sm.metadata.labels.as_ref().unwrap()["release"], "kps");
     let endpoint = &sm.data["spec"]["endpoints"][0];
-    assert_eq!(endpoint["path"], "/monitors/tapmon-system/tap/metrics");
+    assert_eq!(endpoint["path"], "/clustermonitors/tap/metrics");
     assert_eq!(endpoint["interval"], "15s");
     assert_eq!(endpoint["honorLabels"], true);
     let owner = &sm.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.controller),
-        ("TapMonitor", Some(true))
+        ("ClusterTapMonitor", Some(true))
     );
     eventually(
         "ServiceMonitor condition Applied",
@@ -102,19 +102,19 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     let rule = eventually(
         "PrometheusRule created",
         Duration::from_secs(60),
-        || async { rules.get_opt("tap").await.ok()? },
+        || async { rules.get_opt("cluster-tap").await.ok()? },
     )
     .await;
     assert_eq!(
         rule.metadata.owner_references.as_ref().unwrap()[0].kind,
-        "TapMonitor"
+        "ClusterTapMonitor"
     );
     let groups = rule.data["spec"]["groups"].as_array().unwrap();
     assert_eq!(groups.len(), 2);
     assert!(
         rule.data["spec"]
             .to_string()
-            .contains("tap_monitor=\\\"tapmon-system/tap\\\"")
+            .contains("tap_monitor=\\\"tap\\\"")
     );
 
     // Prometheus scraping what the ServiceMonitor describes (its path; loopback address).
@@ -125,7 +125,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
             job: "tapmon",
             addr: operator.metrics,
             path: &path,
-            tap_monitor: Some("tapmon-system/tap"),
+            tap_monitor: Some("tap"),
         }],
     )
     .await
@@ -155,7 +155,10 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     let mut dashboard_uids = Vec::new();
     for slug in ["overview", "supply-chain"] {
         let cm = eventually("dashboard ConfigMap", Duration::from_secs(60), || async {
-            configmaps.get_opt(&format!("tap-{slug}")).await.ok()?
+            configmaps
+                .get_opt(&format!("cluster-tap-{slug}"))
+                .await
+                .ok()?
         })
         .await;
         assert_eq!(
@@ -168,9 +171,9 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         );
         assert_eq!(
             cm.metadata.owner_references.as_ref().unwrap()[0].kind,
-            "TapMonitor"
+            "ClusterTapMonitor"
         );
-        let key = format!("tapmon-tapmon-system-tap-{slug}.json");
+        let key = format!("tapmon-tap-{slug}.json");
         let text = cm.data["data"][&key].as_str().unwrap();
         assert!(text.len() < 1 << 20);
         let board: Value = serde_json::from_str(text).unwrap();
@@ -187,8 +190,8 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         "labels updated in place",
         Duration::from_secs(60),
         || async {
-            let sm = sms.get("tap").await.ok()?;
-            let cm = configmaps.get("tap-overview").await.ok()?;
+            let sm = sms.get("cluster-tap").await.ok()?;
+            let cm = configmaps.get("cluster-tap-overview").await.ok()?;
             let dashboard_relabeled = cm.metadata.labels.as_ref()?.get("release")? == "other"
                 && cm.metadata.uid == dashboard_uids[0];
             (sm.metadata.labels.as_ref()?.get("release")? == "other"
@@ -213,7 +216,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
             .then_some(())
     })
     .await;
-    assert!(operator.scrape("tapmon-system", "tap").await.is_some());
+    assert!(operator.scrape_cluster("tap").await.is_some());
     apply(&cluster.admin, monitor(json!({"release": "kps"})), None)
         .await
         .unwrap();
@@ -227,8 +230,8 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         "ServiceMonitor and PrometheusRule garbage-collected",
         Duration::from_secs(120),
         || async {
-            let gone = sms.get_opt("tap").await.ok()?.is_none()
-                && rules.get_opt("tap").await.ok()?.is_none();
+            let gone = sms.get_opt("cluster-tap").await.ok()?.is_none()
+                && rules.get_opt("cluster-tap").await.ok()?.is_none();
             gone.then_some(())
         },
     )

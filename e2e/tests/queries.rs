@@ -34,16 +34,16 @@ fn counts(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
 async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answers() {
     let _serial = serial().await;
     let (cluster, operator) = cluster_with_operator("queries", true).await.unwrap();
-    let monitor = json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-        "metadata": {"name": "tap", "namespace": "tapmon-system"}, "spec": {}});
+    let monitor = json!({"apiVersion": "tapmon.io/v1alpha1", "kind": "ClusterTapMonitor",
+        "metadata": {"name": "tap"}, "spec": {}});
     apply(&cluster.admin, monitor, None).await.unwrap();
     let prometheus = Prometheus::start(
         "queries",
         &[ScrapeTarget {
             job: "tapmon",
             addr: operator.metrics,
-            path: "/monitors/tapmon-system/tap/metrics",
-            tap_monitor: Some("tapmon-system/tap"),
+            path: "/clustermonitors/tap/metrics",
+            tap_monitor: Some("tap"),
         }],
     )
     .await
@@ -200,7 +200,7 @@ async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answ
 
     // Every generated rule, scoped to this monitor as its PrometheusRule is, evaluates; the
     // stage records have series for the fixture workloads.
-    for group in rule_groups(&TapGroup::ALL, Some("tapmon-system/tap")) {
+    for group in rule_groups(&TapGroup::ALL, Some("tap")) {
         for rule in group.rules {
             match rule {
                 Rule::Record { expr, labels, .. } => {
@@ -226,7 +226,7 @@ async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answ
     // workload petclinic, every panel shows something, except those whose state the sample
     // environment does not have.
     let empty_in_fixtures = ["Cluster instance classes not ready"];
-    for board in tapmon_publish::dashboards::dashboards(&TapGroup::ALL, Some("tapmon-system/tap")) {
+    for board in tapmon_publish::dashboards::dashboards(&TapGroup::ALL, Some("tap")) {
         for (title, expr) in tapmon_publish::dashboards::queries(&board.json, ".*", "petclinic") {
             let result = p
                 .query(&expr)
@@ -248,7 +248,7 @@ async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answ
         async move { !p.query(&expr).await.unwrap().is_empty() }
     };
     let alerts: std::collections::BTreeMap<String, String> =
-        rule_groups(&TapGroup::ALL, Some("tapmon-system/tap"))
+        rule_groups(&TapGroup::ALL, Some("tap"))
             .into_iter()
             .flat_map(|g| g.rules)
             .filter_map(|r| match r {

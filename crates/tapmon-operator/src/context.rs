@@ -13,6 +13,7 @@ use crate::monitor::MonitorKey;
 use crate::publish::OperatorService;
 use crate::state::State;
 use crate::telemetry::{Telemetry, TelemetryError};
+use crate::validate::Limits;
 use crate::watches::{InitialList, NamespaceLabels, Registry};
 
 /// The name Events are reported under.
@@ -32,6 +33,8 @@ pub struct Context {
     pub failures: Mutex<HashMap<MonitorKey, u32>>,
     /// The operator's Service, which published ServiceMonitors select.
     pub service: OperatorService,
+    /// What every monitor is allowed.
+    pub limits: Limits,
 }
 
 impl Context {
@@ -40,6 +43,7 @@ impl Context {
         client: Client,
         initial_list: InitialList,
         service: OperatorService,
+        limits: Limits,
     ) -> Result<Arc<Context>, TelemetryError> {
         let telemetry = Arc::new(Telemetry::new()?);
         let namespaces = Arc::new(NamespaceLabels::default());
@@ -56,6 +60,7 @@ impl Context {
             discovery: Arc::new(DiscoveryCache::default()),
             failures: Mutex::new(HashMap::new()),
             service,
+            limits,
         }))
     }
 }
@@ -71,8 +76,13 @@ impl Context {
     pub(crate) fn test() -> (Arc<Context>, ApiServer) {
         let (service, handle) = tower_test::mock::pair();
         let client = Client::new(service, "default");
-        let ctx = Context::new(client, InitialList::Streaming, OperatorService::default())
-            .expect("self-metrics register");
+        let ctx = Context::new(
+            client,
+            InitialList::Streaming,
+            OperatorService::default(),
+            Limits::default(),
+        )
+        .expect("self-metrics register");
         (ctx, handle)
     }
 }

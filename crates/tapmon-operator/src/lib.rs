@@ -15,9 +15,10 @@
 
 pub mod context;
 pub mod discovery;
-mod http;
+pub mod http;
 pub mod kinds;
 pub mod monitor;
+pub mod object;
 pub mod plan;
 pub mod publish;
 pub mod reconcile;
@@ -28,7 +29,7 @@ pub mod validate;
 pub mod watches;
 
 pub use context::Context;
-pub use run::{RunConfig, RunError, run};
+pub use run::{MetricsAuth, RunConfig, RunError, run};
 pub use state::State;
 pub use telemetry::{Telemetry, TelemetryError};
 pub use watches::InitialList;

@@ -12,22 +12,8 @@ use tapmon_crs::{EvalErrors, ObjectKind};
 use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store, StoreStats};
 
 use crate::kinds::WatchKey;
+pub use crate::object::MonitorKey;
 use crate::validate::Validated;
-
-/// Namespace and name of a TapMonitor.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MonitorKey {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-}
-
-impl fmt::Display for MonitorKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
 
 /// Namespace and name of a watched object, read once from its metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +56,17 @@ pub struct Monitor {
     store: Mutex<Store>,
     renderer: Mutex<ObjectRenderer>,
     bindings: Mutex<Bindings>,
+    /// Objects left out to stay within the series limit, by watch, namespace and name.
+    left_out: Mutex<HashSet<(WatchKey, String, String)>>,
+}
+
+/// What evaluating one object did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Evaluated {
+    /// Label values cut to the longest the exposition writes.
+    pub truncated: usize,
+    /// The object was left out: its series would go over the monitor's series limit.
+    pub left_out: bool,
 }
 
 impl Monitor {
@@ -93,6 +90,7 @@ impl Monitor {
             store: Mutex::new(Store::new(families)),
             validated,
             bindings: Mutex::new(Bindings::default()),
+            left_out: Mutex::new(HashSet::new()),
         }
     }
 
@@ -158,7 +156,8 @@ impl Monitor {
     }
 
     /// Evaluates an object of `watch`, read as `kind`, and stores its series; what could not
-    /// be evaluated is added to `errors`.
+    /// be evaluated is added to `errors`. An object whose series would take the monitor over its
+    /// series limit is left out (until its next change or relist finds room).
     pub fn evaluate(
         &self,
         watch: &WatchKey,
@@ -166,7 +165,7 @@ impl Monitor {
         object: &Value,
         id: ObjectId<'_>,
         errors: &mut EvalErrors,
-    ) {
+    ) -> Evaluated {
         let resources = self.validated.compiled.resources();
         // Render outside the store lock: a scrape never waits for an evaluation.
         let rendered: Vec<_> = {
@@ -183,9 +182,29 @@ impl Monitor {
                 })
                 .collect()
         };
+        let truncated = rendered.iter().map(|(_, r)| r.truncated()).sum();
+        let new: usize = rendered.iter().map(|(_, r)| r.series()).sum();
         let mut store = self.store.lock();
-        for (key, r) in rendered {
-            store.upsert(key, r);
+        let old: usize = rendered.iter().map(|(k, _)| store.object_series(k)).sum();
+        let held = store.total().series;
+        let left_out = new > old && held - old + new > self.validated.series_limit;
+        let mut left = self.left_out.lock();
+        if left_out {
+            for (key, _) in &rendered {
+                store.remove(key);
+            }
+            left.insert((watch.clone(), id.namespace.into(), id.name.into()));
+        } else {
+            for (key, r) in rendered {
+                store.upsert(key, r);
+            }
+            if !left.is_empty() {
+                left.remove(&(watch.clone(), id.namespace.into(), id.name.into()));
+            }
+        }
+        Evaluated {
+            truncated,
+            left_out,
         }
     }
 
@@ -195,6 +214,10 @@ impl Monitor {
         let mut store = self.store.lock();
         for (_, store_id) in ids {
             store.remove(&ObjectKey::new(store_id, id.namespace, id.name));
+        }
+        let mut left = self.left_out.lock();
+        if !left.is_empty() {
+            left.remove(&(watch.clone(), id.namespace.into(), id.name.into()));
         }
     }
 
@@ -206,6 +229,14 @@ impl Monitor {
             !ids.contains(&k.resource)
                 || listed.contains(&(k.namespace.to_string(), k.name.to_string()))
         });
+        self.left_out
+            .lock()
+            .retain(|(w, ns, name)| w != watch || listed.contains(&(ns.clone(), name.clone())));
+    }
+
+    /// How many objects are left out to stay within the series limit.
+    pub fn left_out(&self) -> usize {
+        self.left_out.lock().len()
     }
 
     /// Objects and series of one watch (objects counted once even when several resources
@@ -242,7 +273,7 @@ mod tests {
 
     use super::*;
     use crate::kinds::watch_key;
-    use crate::validate::validate;
+    use crate::validate::{Limits, validate};
 
     fn workload(name: &str) -> Value {
         json!({"apiVersion": "carto.run/v1alpha1", "kind": "Workload", "metadata": {"name": name, "namespace": "ns"}})
@@ -251,23 +282,14 @@ mod tests {
     #[test]
     fn objects_follow_bindings_lists_and_deletes() {
         let spec: tapmon_api::TapMonitorSpec = serde_json::from_value(json!({})).unwrap();
-        let validated = validate(&spec).unwrap();
+        let validated = validate(&spec, &MonitorKey::cluster("m"), Limits::default()).unwrap();
         let index = validated
             .compiled
             .resources()
             .iter()
             .position(|r| r.gvk().kind == "Workload")
             .unwrap() as u32;
-        let m = Monitor::new(
-            MonitorKey {
-                namespace: "t".into(),
-                name: "m".into(),
-            },
-            "u".into(),
-            1,
-            validated,
-            spec,
-        );
+        let m = Monitor::new(MonitorKey::cluster("m"), "u".into(), 1, validated, spec);
         let (w, d) = (
             watch_key("carto.run", "v1alpha1", "Workload"),
             watch_key("carto.run", "v1alpha1", "Deliverable"),
@@ -304,5 +326,86 @@ mod tests {
         assert_eq!(m.rebind(&BTreeMap::from([(d.clone(), vec![index + 1])])), 1);
         assert_eq!(m.total().objects, 0);
         assert_eq!(m.watch_keys(), vec![d]);
+    }
+
+    #[test]
+    fn objects_over_the_series_limit_are_left_out_until_there_is_room() {
+        let spec: tapmon_api::TapMonitorSpec = serde_json::from_value(json!({})).unwrap();
+        let unlimited = validate(&spec, &MonitorKey::cluster("m"), Limits::default()).unwrap();
+        let index = unlimited
+            .compiled
+            .resources()
+            .iter()
+            .position(|r| r.gvk().kind == "Workload")
+            .unwrap() as u32;
+        let w = watch_key("carto.run", "v1alpha1", "Workload");
+        let mut errors = EvalErrors::default();
+        let id = |name| ObjectId {
+            namespace: "ns",
+            name,
+        };
+        // How many series one Workload makes.
+        let probe = Monitor::new(
+            MonitorKey::cluster("p"),
+            "u".into(),
+            1,
+            unlimited,
+            spec.clone(),
+        );
+        probe.rebind(&BTreeMap::from([(w.clone(), vec![index])]));
+        probe.evaluate(
+            &w,
+            w.kind.object_kind(),
+            &workload("a"),
+            id("a"),
+            &mut errors,
+        );
+        let per_object = probe.total().series;
+        assert!(per_object > 0);
+
+        let limited = validate(
+            &spec,
+            &MonitorKey::cluster("m"),
+            Limits {
+                series: 2 * per_object,
+            },
+        )
+        .unwrap();
+        let m = Monitor::new(MonitorKey::cluster("m"), "u".into(), 1, limited, spec);
+        m.rebind(&BTreeMap::from([(w.clone(), vec![index])]));
+        for name in ["a", "b", "c"] {
+            let out = m.evaluate(
+                &w,
+                w.kind.object_kind(),
+                &workload(name),
+                id(name),
+                &mut errors,
+            );
+            assert_eq!(out.left_out, name == "c", "{name}");
+        }
+        assert_eq!((m.total().objects, m.left_out()), (2, 1));
+        // An update of a served object keeps it; deleting one makes room for the next change.
+        assert!(
+            !m.evaluate(
+                &w,
+                w.kind.object_kind(),
+                &workload("a"),
+                id("a"),
+                &mut errors
+            )
+            .left_out
+        );
+        m.delete(&w, id("b"));
+        assert!(
+            !m.evaluate(
+                &w,
+                w.kind.object_kind(),
+                &workload("c"),
+                id("c"),
+                &mut errors
+            )
+            .left_out
+        );
+        assert_eq!((m.total().objects, m.left_out()), (2, 0));
     }
 }

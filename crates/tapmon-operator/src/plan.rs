@@ -100,7 +100,12 @@ mod tests {
 
     use super::*;
     use crate::kinds::served_kind as served;
-    use crate::validate::validate;
+    use crate::object::MonitorKey;
+    use crate::validate::{Limits, Validated, validate as validate_for};
+
+    fn validate(spec: &TapMonitorSpec) -> Result<Validated, crate::validate::ValidateError> {
+        validate_for(spec, &MonitorKey::cluster("m"), Limits::default())
+    }
 
     fn spec(value: serde_json::Value) -> TapMonitorSpec {
         serde_json::from_value(value).unwrap()

@@ -23,6 +23,12 @@ pub struct Telemetry {
     pub series: IntGaugeVec,
     /// Values that could not be evaluated, per kind.
     pub evaluation_errors: IntCounterVec,
+    /// Label values cut to the longest the exposition writes, per kind.
+    pub truncated_label_values: IntCounterVec,
+    /// Objects left out because their monitor reached its series limit, per kind.
+    pub left_out: IntCounterVec,
+    /// Scrape authorisation decisions, by result.
+    pub scrape_auth: IntCounterVec,
     /// Reconcile duration.
     pub reconcile_duration: Histogram,
     /// Failed reconciles by error variant.
@@ -68,6 +74,21 @@ impl Telemetry {
             "Object values that could not be turned into series, by kind.",
             kind,
         )?;
+        let truncated_label_values = counter(
+            "tapmon_label_values_truncated_total",
+            "Label values cut to the longest written (2048 bytes), by kind.",
+            kind,
+        )?;
+        let left_out = counter(
+            "tapmon_series_limit_left_out_total",
+            "Object evaluations left out because their monitor reached its series limit, by kind.",
+            kind,
+        )?;
+        let scrape_auth = counter(
+            "tapmon_scrape_authorizations_total",
+            "Scrapes checked for a bearer token, by result (allowed, unauthenticated, forbidden, unavailable).",
+            &["result"],
+        )?;
         let reconcile_errors = counter(
             "tapmon_reconcile_errors_total",
             "Failed TapMonitor reconciles, by error.",
@@ -98,6 +119,9 @@ impl Telemetry {
             watch_events,
             watch_errors,
             evaluation_errors,
+            truncated_label_values,
+            left_out,
+            scrape_auth,
             reconcile_errors,
             watches,
             objects,

@@ -8,6 +8,8 @@ use kube::core::{Selector, SelectorExt};
 use tapmon_api::TapMonitorSpec;
 use tapmon_crs::{Compiled, ConfigError};
 
+use crate::object::MonitorKey;
+
 /// Why a TapMonitor cannot be used as written. Permanent until the spec changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ValidateError {
@@ -17,9 +19,33 @@ pub enum ValidateError {
     /// `spec.namespaceSelector.labelSelector` does not parse.
     #[error("spec.namespaceSelector.labelSelector: {0}")]
     NamespaceSelector(String),
+    /// A TapMonitor names namespaces other than its own.
+    #[error(
+        "spec.namespaceSelector: a TapMonitor reads its own namespace {own} only, not {}; a ClusterTapMonitor reads other namespaces",
+        others.join(", ")
+    )]
+    OutsideNamespace {
+        /// The monitor's namespace.
+        own: String,
+        /// The others it names (or `labelSelector`).
+        others: Vec<String>,
+    },
     /// A built-in preset does not parse (a defect of the build).
     #[error(transparent)]
     Preset(#[from] tapmon_presets::PresetError),
+}
+
+/// What the operator allows every monitor, whatever its spec says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most series a monitor serves (its `spec.seriesLimit` may only lower it).
+    pub series: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { series: 1_000_000 }
+    }
 }
 
 /// Which namespaces' objects a monitor admits.
@@ -27,6 +53,8 @@ pub enum ValidateError {
 pub struct NamespaceFilter {
     names: BTreeSet<String>,
     labels: Option<Selector>,
+    /// Cluster-scoped objects (no namespace) belong to cluster-wide monitors only.
+    cluster_scoped: bool,
 }
 
 impl NamespaceFilter {
@@ -35,11 +63,11 @@ impl NamespaceFilter {
         self.labels.is_some()
     }
 
-    /// True when objects of `namespace` belong to the monitor. Cluster-scoped objects
-    /// (empty namespace) are always admitted.
+    /// True when objects of `namespace` belong to the monitor. Cluster-scoped objects (empty
+    /// namespace) belong to ClusterTapMonitors only.
     pub fn admits(&self, namespace: &str, labels: Option<&BTreeMap<String, String>>) -> bool {
         if namespace.is_empty() {
-            return true;
+            return self.cluster_scoped;
         }
         if !self.names.is_empty() && !self.names.contains(namespace) {
             return false;
@@ -65,15 +93,58 @@ pub struct Validated {
     pub object_selector: Option<String>,
     /// Which namespaces count.
     pub namespaces: NamespaceFilter,
+    /// Most series served.
+    pub series_limit: usize,
 }
 
 fn selector(ls: &LabelSelector) -> Result<Selector, String> {
     Selector::try_from(ls.clone()).map_err(|e| e.0)
 }
 
-/// Validates and compiles a spec. Invalid selectors are errors (watching without them would
-/// read more than the user asked for); config problems only leave their metric out.
-pub fn validate(spec: &TapMonitorSpec) -> Result<Validated, ValidateError> {
+/// Which namespaces a monitor reads: a TapMonitor its own (and nothing cluster-scoped), a
+/// ClusterTapMonitor those its `namespaceSelector` selects, all when absent.
+fn namespaces(spec: &TapMonitorSpec, key: &MonitorKey) -> Result<NamespaceFilter, ValidateError> {
+    let selector = spec.namespace_selector.as_ref();
+    let Some(own) = &key.namespace else {
+        return Ok(NamespaceFilter {
+            names: selector
+                .map(|s| s.names.iter().cloned().collect())
+                .unwrap_or_default(),
+            labels: selector
+                .and_then(|s| s.label_selector.as_ref())
+                .map(self::selector)
+                .transpose()
+                .map_err(ValidateError::NamespaceSelector)?,
+            cluster_scoped: true,
+        });
+    };
+    let mut others: Vec<String> = selector
+        .map(|s| s.names.iter().filter(|n| *n != own).cloned().collect())
+        .unwrap_or_default();
+    if selector.is_some_and(|s| s.label_selector.is_some()) {
+        others.push("namespaces by label".into());
+    }
+    if !others.is_empty() {
+        return Err(ValidateError::OutsideNamespace {
+            own: own.clone(),
+            others,
+        });
+    }
+    Ok(NamespaceFilter {
+        names: BTreeSet::from([own.clone()]),
+        labels: None,
+        cluster_scoped: false,
+    })
+}
+
+/// Validates and compiles the spec of monitor `key`. Invalid selectors and namespaces outside a
+/// TapMonitor's own are errors (watching without them would read more than the user may);
+/// config problems only leave their metric out.
+pub fn validate(
+    spec: &TapMonitorSpec,
+    key: &MonitorKey,
+    limits: Limits,
+) -> Result<Validated, ValidateError> {
     let object_selector = spec
         .selector
         .as_ref()
@@ -82,26 +153,19 @@ pub fn validate(spec: &TapMonitorSpec) -> Result<Validated, ValidateError> {
         .map_err(ValidateError::Selector)?
         .map(|s| s.to_string())
         .filter(|s| !s.is_empty());
-    let namespaces = match &spec.namespace_selector {
-        None => NamespaceFilter::default(),
-        Some(ns) => NamespaceFilter {
-            names: ns.names.iter().cloned().collect(),
-            labels: ns
-                .label_selector
-                .as_ref()
-                .map(selector)
-                .transpose()
-                .map_err(ValidateError::NamespaceSelector)?,
-        },
-    };
+    let namespaces = namespaces(spec, key)?;
     let config = spec.config()?;
     let (compiled, problems) = Compiled::compile(&config.spec);
+    let series_limit = spec
+        .series_limit
+        .map_or(limits.series, |own| limits.series.min(own as usize));
     Ok(Validated {
         compiled,
         own_from: config.own_from,
         problems,
         object_selector,
         namespaces,
+        series_limit,
     })
 }
 
@@ -116,9 +180,13 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    fn cluster(spec: &TapMonitorSpec) -> Result<Validated, ValidateError> {
+        validate(spec, &MonitorKey::cluster("m"), Limits::default())
+    }
+
     #[test]
     fn config_problems_name_the_monitors_own_path_and_keep_the_rest() {
-        let v = validate(&spec(json!({"resources": [
+        let v = cluster(&spec(json!({"resources": [
             {"groupVersionKind": {"group": "example.com", "version": "v1", "kind": "Foo"},
              "metrics": [{"name": "bad", "each": {"type": "Gauge", "gauge": {"path": ["[x]"]}}},
                          {"name": "good", "each": {"type": "Info", "info": {}}}]}
@@ -140,7 +208,7 @@ mod tests {
 
     #[test]
     fn selectors_compile_and_bad_ones_are_errors() {
-        let v = validate(&spec(json!({
+        let v = cluster(&spec(json!({
             "selector": {"matchLabels": {"app": "x"}, "matchExpressions": [{"key": "tier", "operator": "Exists"}]},
             "namespaceSelector": {"names": ["a", "b"], "labelSelector": {"matchLabels": {"tap": "on"}}}
         })))
@@ -152,6 +220,7 @@ mod tests {
         assert!(!v.namespaces.admits("b", Some(&BTreeMap::new())));
         assert!(!v.namespaces.admits("b", None));
         assert!(v.namespaces.admits("", None), "cluster-scoped objects");
+        assert_eq!(v.series_limit, Limits::default().series);
 
         let bad = TapMonitorSpec {
             selector: Some(LabelSelector {
@@ -164,6 +233,45 @@ mod tests {
             }),
             ..TapMonitorSpec::default()
         };
-        assert!(matches!(validate(&bad), Err(ValidateError::Selector(_))));
+        assert!(matches!(cluster(&bad), Err(ValidateError::Selector(_))));
+    }
+
+    #[test]
+    fn a_tapmonitor_reads_its_own_namespace_only() {
+        let key = MonitorKey::namespaced("team-a", "m");
+        let v = validate(
+            &spec(json!({"seriesLimit": 10})),
+            &key,
+            Limits { series: 100 },
+        )
+        .unwrap();
+        assert!(v.namespaces.admits("team-a", None));
+        assert!(!v.namespaces.admits("prod", None));
+        assert!(!v.namespaces.admits("", None), "no cluster-scoped objects");
+        assert_eq!(v.series_limit, 10);
+        let own = spec(json!({"namespaceSelector": {"names": ["team-a"]}}));
+        assert!(validate(&own, &key, Limits::default()).is_ok());
+        for outside in [
+            json!({"namespaceSelector": {"names": ["team-a", "prod"]}}),
+            json!({"namespaceSelector": {"labelSelector": {"matchLabels": {"tap": "on"}}}}),
+        ] {
+            let err = validate(&spec(outside), &key, Limits::default()).unwrap_err();
+            assert!(
+                matches!(err, ValidateError::OutsideNamespace { .. }),
+                "{err}"
+            );
+            assert!(
+                err.to_string().starts_with("spec.namespaceSelector"),
+                "{err}"
+            );
+        }
+        // The operator's ceiling wins over a larger spec.
+        let v = validate(
+            &spec(json!({"seriesLimit": 1000})),
+            &key,
+            Limits { series: 100 },
+        )
+        .unwrap();
+        assert_eq!(v.series_limit, 100);
     }
 }

@@ -17,7 +17,7 @@ pub enum Origin {
     Presets,
     /// A kube-state-metrics `CustomResourceStateMetrics` file.
     KubeStateMetrics,
-    /// A TapMonitor manifest: its groups' presets, then its own resources.
+    /// A TapMonitor or ClusterTapMonitor manifest: its groups' presets, then its own resources.
     TapMonitor {
         /// `namespace/name` of the manifest.
         name: String,
@@ -63,7 +63,7 @@ pub fn config(path: &Path) -> anyhow::Result<LoadedConfig> {
     let doc: Value = tapmon_crs::yaml::from_str(&text)
         .with_context(|| format!("{} is not YAML or JSON", path.display()))?;
     match doc.get("kind").and_then(Value::as_str) {
-        Some(tapmon_api::KIND) => {
+        Some(tapmon_api::KIND | tapmon_api::CLUSTER_KIND) => {
             let meta = doc.get("metadata");
             let field = |f: &str| {
                 meta.and_then(|m| m.get(f))
@@ -99,7 +99,7 @@ pub fn config(path: &Path) -> anyhow::Result<LoadedConfig> {
             })
         }
         Some(other) => bail!(
-            "{}: kind {other:?} is neither TapMonitor nor CustomResourceStateMetrics",
+            "{}: kind {other:?} is none of TapMonitor, ClusterTapMonitor or CustomResourceStateMetrics",
             path.display()
         ),
     }

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use tapmon_operator::{InitialList, RunConfig};
+use tapmon_operator::{InitialList, MetricsAuth, RunConfig};
 use tracing_subscriber::EnvFilter;
 
 /// Flags of `tapmon run`.
@@ -32,6 +32,26 @@ pub struct RunArgs {
     /// lists, or auto (streaming when the server is 1.32 or later).
     #[arg(long, value_enum, default_value_t = ListMode::Auto)]
     initial_list: ListMode,
+    /// Who may read a monitor's series: `kubernetes` (a bearer token whose user may get the
+    /// monitor's `metrics` subresource; HTTPS) or `none` (anyone who reaches the port).
+    #[arg(long, value_enum, default_value_t = AuthMode::Kubernetes)]
+    metrics_auth: AuthMode,
+    /// Serving certificate (PEM) of the metrics port, read again when it changes; with
+    /// `--metrics-auth kubernetes` and none given, a self-signed one is made at start.
+    #[arg(long, requires = "tls_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of `--tls-cert-file`.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_key_file: Option<PathBuf>,
+    /// Most series one monitor serves: the default of `spec.seriesLimit` and its ceiling.
+    #[arg(long, default_value_t = tapmon_operator::validate::Limits::default().series)]
+    series_limit: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthMode {
+    Kubernetes,
+    None,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +99,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             service: tapmon_operator::publish::OperatorService {
                 namespace: args.namespace,
                 ..Default::default()
+            },
+            metrics_auth: match args.metrics_auth {
+                AuthMode::Kubernetes => MetricsAuth::Kubernetes,
+                AuthMode::None => MetricsAuth::None,
+            },
+            tls_files: args.tls_cert_file.zip(args.tls_key_file),
+            limits: tapmon_operator::validate::Limits {
+                series: args.series_limit,
             },
         };
         tapmon_operator::run(client, config, async move {

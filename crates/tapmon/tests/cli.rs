@@ -226,9 +226,11 @@ fn check_names_resource_metric_and_path() {
         "{stderr}"
     );
 
-    let sample = root().join("config/samples/tapmonitor.yaml");
-    let out = tapmon(&["check", sample.to_str().unwrap()]);
-    assert!(stdout(&out).contains("ok: 21 resources"));
+    for sample in ["tapmonitor.yaml", "clustertapmonitor.yaml"] {
+        let sample = root().join("config/samples").join(sample);
+        let out = tapmon(&["check", sample.to_str().unwrap()]);
+        assert!(stdout(&out).contains("ok: 21 resources"));
+    }
 }
 
 #[test]

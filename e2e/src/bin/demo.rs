@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tapmon_e2e::{
-    Cluster, Operator, Prometheus, ScrapeTarget, apply_files, eventually, load_tap_environment,
-    operator_identity, root, tapmonitors,
+    Cluster, Operator, Prometheus, ScrapeTarget, apply_files, cluster_monitors, eventually,
+    load_tap_environment, operator_identity, root,
 };
 
 #[tokio::main]
@@ -26,24 +26,24 @@ async fn main() -> anyhow::Result<()> {
     let operator = Operator::start(operator_identity(&cluster).await?).await;
     apply_files(
         &cluster.admin,
-        &[root().join("config/samples/tapmonitor.yaml")],
+        &[root().join("config/samples/clustertapmonitor.yaml")],
         None,
     )
     .await?;
-    let path = "/monitors/tapmon-system/tap/metrics";
+    let path = "/clustermonitors/tap/metrics";
     let prometheus = Prometheus::start(
         "demo",
         &[ScrapeTarget {
             job: "tapmon",
             addr: operator.metrics,
             path,
-            tap_monitor: Some("tapmon-system/tap"),
+            tap_monitor: Some("tap"),
         }],
     )
     .await
     .context("starting Prometheus")?;
 
-    let monitors = tapmonitors(&cluster.admin);
+    let monitors = cluster_monitors(&cluster.admin);
     let status = eventually("TapMonitor tap Ready", Duration::from_secs(120), || async {
         let m = monitors.get("tap").await.ok()?;
         let status = m.data.get("status")?.clone();
@@ -54,7 +54,7 @@ async fn main() -> anyhow::Result<()> {
     println!();
     println!("tapmon demo is running.");
     println!(
-        "  Metrics of TapMonitor tapmon-system/tap:  http://{}{path}",
+        "  Metrics of ClusterTapMonitor tap:         http://{}{path}",
         operator.metrics
     );
     println!(
@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "TapMonitor tapmon-system/tap: Ready, {} objects, {} series",
+        "ClusterTapMonitor tap: Ready, {} objects, {} series",
         status["objects"], status["series"]
     );
     for kind in status["kinds"].as_array().into_iter().flatten() {

@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -15,16 +16,23 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tapmon_exposition::negotiate;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
 use crate::monitor::MonitorKey;
 use crate::state::State;
 
+pub mod auth;
 mod body;
+pub mod tls;
 
+use auth::{Authorizer, Decision};
 use body::ScrapeBody;
 
 type Body = BoxBody<Bytes, Infallible>;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which server a listener is.
 #[derive(Debug, Clone, Copy)]
@@ -35,13 +43,31 @@ pub enum Server {
     Telemetry,
 }
 
+/// How a server is reached: TLS or not, and whether scrapes need an authorised token.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// Serve HTTPS with this acceptor.
+    pub tls: Option<TlsAcceptor>,
+    /// Check each scrape's bearer token; `/healthz` and `/readyz` stay open.
+    pub auth: Option<Arc<Authorizer>>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("tls", &self.tls.is_some())
+            .field("auth", &self.auth.is_some())
+            .finish()
+    }
+}
+
 /// Serves `server` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, server: Server, state: Arc<State>) {
+pub async fn serve(listener: TcpListener, server: Server, state: Arc<State>, access: Access) {
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    info!(%addr, ?server, "listening");
+    info!(%addr, ?server, tls = access.tls.is_some(), auth = access.auth.is_some(), "listening");
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(conn) => conn,
@@ -51,22 +77,41 @@ pub async fn serve(listener: TcpListener, server: Server, state: Arc<State>) {
             }
         };
         let state = Arc::clone(&state);
+        let access = access.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(route(server, &state, &req)) }
-            });
-            // A scrape is ~10^5 small shared chunks; with vectored writes hyper sends at most
-            // 16 of them per syscall, while flattening copies them into its buffer and writes
-            // 400 kB at a time (measured: `make bench`, docs/benchmarks.md).
-            if let Err(e) = http1::Builder::new()
-                .writev(false)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                debug!(%peer, error = %e, "connection ended with an error");
+            match &access.tls {
+                None => connection(stream, server, state, access.auth).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => connection(tls, server, state, access.auth).await,
+                        Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
             }
         });
+    }
+}
+
+/// Serves one connection's requests.
+async fn connection<I>(io: I, server: Server, state: Arc<State>, auth: Option<Arc<Authorizer>>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let state = Arc::clone(&state);
+        let auth = auth.clone();
+        async move { Ok::<_, Infallible>(route(server, &state, auth.as_deref(), &req).await) }
+    });
+    // A scrape is ~10^5 small shared chunks; with vectored writes hyper sends at most 16 of
+    // them per syscall, while flattening copies them into its buffer and writes 400 kB at a
+    // time (measured: `make bench`, docs/benchmarks.md).
+    if let Err(e) = http1::Builder::new()
+        .writev(false)
+        .serve_connection(TokioIo::new(io), service)
+        .await
+    {
+        debug!(error = %e, "connection ended with an error");
     }
 }
 
@@ -85,7 +130,12 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-fn route(server: Server, state: &State, req: &Request<Incoming>) -> Response<Body> {
+async fn route(
+    server: Server,
+    state: &State,
+    auth: Option<&Authorizer>,
+    req: &Request<Incoming>,
+) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -100,10 +150,47 @@ fn route(server: Server, state: &State, req: &Request<Incoming>) -> Response<Bod
             }
         }
         (Server::Metrics, _) => match monitor_path(path) {
-            Some(key) => scrape(state, &key, req),
+            Some(key) => {
+                let decision = match auth {
+                    None => Decision::Allowed,
+                    Some(auth) => {
+                        let header = req
+                            .headers()
+                            .get(header::AUTHORIZATION)
+                            .and_then(|v| v.to_str().ok());
+                        let decision = auth.decide(header, &key).await;
+                        state
+                            .telemetry
+                            .scrape_auth
+                            .with_label_values(&[decision.metric_label()])
+                            .inc();
+                        decision
+                    }
+                };
+                match decision {
+                    Decision::Allowed => scrape(state, &key, req),
+                    Decision::Unauthenticated => {
+                        let mut r =
+                            text(StatusCode::UNAUTHORIZED, "a valid bearer token is needed\n");
+                        r.headers_mut().insert(
+                            header::WWW_AUTHENTICATE,
+                            header::HeaderValue::from_static("Bearer"),
+                        );
+                        r
+                    }
+                    Decision::Forbidden => text(
+                        StatusCode::FORBIDDEN,
+                        "forbidden: reading a monitor's series needs get on its metrics subresource\n",
+                    ),
+                    Decision::Unavailable => text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot check credentials with the API server now\n",
+                    ),
+                }
+            }
             None => text(
                 StatusCode::NOT_FOUND,
-                "not found: metrics are at /monitors/{namespace}/{name}/metrics\n",
+                "not found: metrics are at /monitors/{namespace}/{name}/metrics and /clustermonitors/{name}/metrics\n",
             ),
         },
         (Server::Telemetry, "/metrics") => {
@@ -122,16 +209,18 @@ fn route(server: Server, state: &State, req: &Request<Incoming>) -> Response<Bod
     }
 }
 
-/// `/monitors/{namespace}/{name}/metrics` → the monitor's key.
+/// `/monitors/{namespace}/{name}/metrics` → a TapMonitor's key,
+/// `/clustermonitors/{name}/metrics` → a ClusterTapMonitor's.
 fn monitor_path(path: &str) -> Option<MonitorKey> {
+    let nonempty = |s: &str| !s.is_empty();
+    if let Some(rest) = path.strip_prefix("/clustermonitors/") {
+        let name = rest.strip_suffix("/metrics")?;
+        return (nonempty(name) && !name.contains('/')).then(|| MonitorKey::cluster(name));
+    }
     let mut parts = path.strip_prefix("/monitors/")?.split('/');
     let (namespace, name, leaf) = (parts.next()?, parts.next()?, parts.next()?);
-    (leaf == "metrics" && parts.next().is_none() && !namespace.is_empty() && !name.is_empty()).then(
-        || MonitorKey {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        },
-    )
+    (leaf == "metrics" && parts.next().is_none() && nonempty(namespace) && nonempty(name))
+        .then(|| MonitorKey::namespaced(namespace, name))
 }
 
 fn scrape(state: &State, key: &MonitorKey, req: &Request<Incoming>) -> Response<Body> {
@@ -196,7 +285,13 @@ mod tests {
     fn monitor_paths() {
         let key = monitor_path("/monitors/tapmon-system/tap/metrics").unwrap();
         assert_eq!(key.to_string(), "tapmon-system/tap");
+        assert_eq!(
+            monitor_path("/clustermonitors/all/metrics"),
+            Some(MonitorKey::cluster("all"))
+        );
         for bad in [
+            "/clustermonitors//metrics",
+            "/clustermonitors/a/b/metrics",
             "/monitors/a/metrics",
             "/monitors//b/metrics",
             "/monitors/a/b/metrics/x",

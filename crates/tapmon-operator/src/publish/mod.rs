@@ -1,7 +1,9 @@
-//! What a TapMonitor publishes beside its metrics: a Prometheus Operator ServiceMonitor and
+//! What a monitor publishes beside its metrics: a Prometheus Operator ServiceMonitor and
 //! PrometheusRule, and its Grafana dashboards as ConfigMaps. Each object is built by a pure
 //! function ([`objects`]), server-side applied with one field manager and owned by the
-//! TapMonitor, so garbage collection removes it with the monitor ([`apply`]).
+//! monitor, so garbage collection removes it with the monitor ([`apply`]). An object of the
+//! same name that the monitor does not own is never changed or deleted: that is a conflict,
+//! reported in status.
 
 mod apply;
 pub mod objects;
@@ -11,7 +13,7 @@ use std::collections::BTreeMap;
 use tapmon_api::{ConditionType, Reason};
 
 pub use apply::publish;
-pub use objects::{CONFIGMAP_LIMIT, metrics_path};
+pub use objects::CONFIGMAP_LIMIT;
 
 /// The field manager of everything the operator writes.
 pub const FIELD_MANAGER: &str = "tapmon";
@@ -31,6 +33,8 @@ pub struct OperatorService {
     pub labels: BTreeMap<String, String>,
     /// Name of the Service port that serves `/monitors/...`.
     pub port: String,
+    /// Scrapes need a ServiceAccount token authorised for the monitor (and HTTPS).
+    pub authorized_scrapes: bool,
 }
 
 impl Default for OperatorService {
@@ -39,6 +43,7 @@ impl Default for OperatorService {
             namespace: "tapmon-system".into(),
             labels: BTreeMap::from([("app.kubernetes.io/name".into(), "tapmon".into())]),
             port: "metrics".into(),
+            authorized_scrapes: false,
         }
     }
 }
@@ -106,6 +111,7 @@ impl Published {
             Published::Applied => Reason::Applied,
             Published::Disabled => Reason::Disabled,
             Published::NotInstalled => Reason::CrdNotInstalled,
+            Published::Failed(PublishError::Conflict { .. }) => Reason::Conflict,
             Published::Failed(_) => Reason::ApplyFailed,
         }
     }
@@ -117,6 +123,32 @@ pub enum PublishError {
     /// The API server refused the object (say, a label value Kubernetes rejects).
     #[error("failed to apply {kind} {namespace}/{name}: {}", api_message(.source))]
     Apply {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// The API error.
+        source: Box<kube::Error>,
+    },
+    /// An object of that name exists and is not this monitor's: it is left untouched.
+    #[error(
+        "{kind} {namespace}/{name} exists and is not this monitor's ({owner}); it is left untouched: delete or rename it, or disable publishing"
+    )]
+    Conflict {
+        /// Kind of the object.
+        kind: &'static str,
+        /// Its namespace.
+        namespace: String,
+        /// Its name.
+        name: String,
+        /// Who controls it, as far as its owner references say.
+        owner: String,
+    },
+    /// The object could not be read to check who owns it.
+    #[error("failed to read {kind} {namespace}/{name}: {}", api_message(.source))]
+    Read {
         /// Kind of the object.
         kind: &'static str,
         /// Its namespace.

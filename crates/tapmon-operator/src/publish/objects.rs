@@ -1,108 +1,122 @@
-//! The objects a TapMonitor publishes, built from its spec. Pure: applying them is
+//! The objects a monitor publishes, built from its spec. Pure: applying them is
 //! [`super::apply`]'s job.
+//!
+//! A TapMonitor's objects live in its namespace under its name; a ClusterTapMonitor's in the
+//! operator's namespace, named `cluster-<name>`.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use tapmon_api::TapMonitor;
 
 use super::{MONITORING_GROUP, MONITORING_VERSION, OperatorService, PublishError};
+use crate::object::MonitorObject;
 
 /// Largest ConfigMap the API server stores.
 pub const CONFIGMAP_LIMIT: usize = 1 << 20;
 
-/// The path of a monitor's metrics.
-pub fn metrics_path(namespace: &str, name: &str) -> String {
-    format!("/monitors/{namespace}/{name}/metrics")
+/// The token file of the scraping Prometheus' own ServiceAccount, sent as its credentials.
+pub const PROMETHEUS_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// Where a monitor's published objects live, and the name they start with.
+pub fn placement(m: &MonitorObject, service: &OperatorService) -> (String, String) {
+    match &m.key.namespace {
+        Some(ns) => (ns.clone(), m.key.name.clone()),
+        None => (service.namespace.clone(), format!("cluster-{}", m.key.name)),
+    }
 }
 
-/// `namespace/name` of a monitor: the value of the `tap_monitor` label its series get.
-pub fn scope(m: &TapMonitor) -> String {
-    format!("{}/{}", m.namespace().unwrap_or_default(), m.name_any())
-}
-
-/// Metadata of an object the TapMonitor owns: its name and namespace, the user's labels plus
+/// Metadata of an object the monitor owns: its name and namespace, the user's labels plus
 /// ours, and a controller owner reference.
-fn owned_metadata(m: &TapMonitor, name: &str, user_labels: &BTreeMap<String, String>) -> Value {
+fn owned_metadata(
+    m: &MonitorObject,
+    service: &OperatorService,
+    name: &str,
+    user_labels: &BTreeMap<String, String>,
+) -> Value {
     let mut labels = user_labels.clone();
     labels.insert("app.kubernetes.io/managed-by".into(), "tapmon".into());
-    labels.insert("tapmon.io/monitor".into(), m.name_any());
+    labels.insert("tapmon.io/monitor".into(), m.key.name.clone());
     json!({
         "name": name,
-        "namespace": m.namespace().unwrap_or_default(),
+        "namespace": placement(m, service).0,
         "labels": labels,
-        "ownerReferences": owner_reference(m).into_iter().collect::<Vec<_>>(),
+        "ownerReferences": m.owner_reference().into_iter().collect::<Vec<_>>(),
     })
-}
-
-/// The TapMonitor as controller owner, blocking its foreground deletion until the object is
-/// gone (kube's helper leaves `blockOwnerDeletion` unset). None before the monitor has a UID.
-pub fn owner_reference(m: &TapMonitor) -> Option<OwnerReference> {
-    let mut owner = m.controller_owner_ref(&())?;
-    owner.block_owner_deletion = Some(true);
-    Some(owner)
 }
 
 fn api_version() -> String {
     format!("{MONITORING_GROUP}/{MONITORING_VERSION}")
 }
 
-/// The PrometheusRule of a TapMonitor: the rules of its enabled groups, limited to its series.
-pub fn prometheus_rule(m: &TapMonitor) -> Value {
-    let groups = tapmon_publish::rules::rule_groups(&m.spec.groups.enabled(), Some(&scope(m)));
+/// The PrometheusRule of a monitor: the rules of its enabled groups, limited to its series.
+pub fn prometheus_rule(m: &MonitorObject, service: &OperatorService) -> Value {
+    let groups = tapmon_publish::rules::rule_groups(&m.spec.groups.enabled(), Some(&m.key.scope()));
+    let name = placement(m, service).1;
     json!({
         "apiVersion": api_version(),
         "kind": "PrometheusRule",
-        "metadata": owned_metadata(m, &m.name_any(), &m.spec.prometheus_rule.labels),
+        "metadata": owned_metadata(m, service, &name, &m.spec.prometheus_rule.labels),
         "spec": {"groups": groups}
     })
 }
 
-/// The ServiceMonitor of a TapMonitor.
-pub fn service_monitor(m: &TapMonitor, service: &OperatorService) -> Value {
-    let namespace = m.namespace().unwrap_or_default();
-    let name = m.name_any();
+/// The ServiceMonitor of a monitor: the operator's Service, the monitor's path, and, when
+/// scrapes are authorised, HTTPS with the scraping Prometheus' own ServiceAccount token.
+pub fn service_monitor(m: &MonitorObject, service: &OperatorService) -> Value {
     let spec = &m.spec.service_monitor;
+    let name = placement(m, service).1;
+    let mut endpoint = json!({
+        "port": service.port,
+        "path": m.key.metrics_path(),
+        "interval": spec.interval,
+        "scrapeTimeout": spec.scrape_timeout,
+        // Our `namespace` and `name` labels describe TAP objects; keep them over the target's.
+        "honorLabels": true,
+        "relabelings": [{
+            "action": "replace",
+            "targetLabel": "tap_monitor",
+            "replacement": m.key.scope()
+        }]
+    });
+    if service.authorized_scrapes {
+        endpoint["scheme"] = json!("https");
+        endpoint["bearerTokenFile"] = json!(PROMETHEUS_TOKEN_FILE);
+        // The certificate is the operator's own (often self-signed): the connection is
+        // encrypted, the server is not verified.
+        endpoint["tlsConfig"] = json!({"insecureSkipVerify": true});
+    }
     json!({
         "apiVersion": api_version(),
         "kind": "ServiceMonitor",
-        "metadata": owned_metadata(m, &name, &spec.labels),
+        "metadata": owned_metadata(m, service, &name, &spec.labels),
         "spec": {
             "selector": {"matchLabels": service.labels},
             "namespaceSelector": {"matchNames": [service.namespace]},
-            "endpoints": [{
-                "port": service.port,
-                "path": metrics_path(&namespace, &name),
-                "interval": spec.interval,
-                "scrapeTimeout": spec.scrape_timeout,
-                // Our `namespace` and `name` labels describe TAP objects; keep them over the
-                // target's.
-                "honorLabels": true,
-                "relabelings": [{
-                    "action": "replace",
-                    "targetLabel": "tap_monitor",
-                    "replacement": scope(m)
-                }]
-            }]
+            "endpoints": [endpoint]
         }
     })
 }
 
 /// The name of the ConfigMap holding a monitor's dashboard `slug`.
-pub fn dashboard_configmap_name(m: &TapMonitor, slug: &str) -> String {
-    format!("{}-{slug}", m.name_any())
+pub fn dashboard_configmap_name(
+    m: &MonitorObject,
+    service: &OperatorService,
+    slug: &str,
+) -> String {
+    format!("{}-{slug}", placement(m, service).1)
 }
 
-/// The ConfigMaps holding a TapMonitor's dashboards, one dashboard each; data keys carry the
-/// monitor's namespace and name, so they are unique across the cluster. A dashboard over the
-/// ConfigMap limit is an error naming its size.
-pub fn dashboard_configmaps(m: &TapMonitor) -> Result<Vec<Value>, PublishError> {
-    let namespace = m.namespace().unwrap_or_default();
-    let name = m.name_any();
+/// The ConfigMaps holding a monitor's dashboards, one dashboard each; data keys carry the
+/// monitor's scope, so they are unique across the cluster. A dashboard over the ConfigMap
+/// limit is an error naming its size.
+pub fn dashboard_configmaps(
+    m: &MonitorObject,
+    service: &OperatorService,
+) -> Result<Vec<Value>, PublishError> {
     let spec = &m.spec.dashboard;
-    tapmon_publish::dashboards::dashboards(&m.spec.groups.enabled(), Some(&scope(m)))
+    let scope = m.key.scope();
+    let file_stem = scope.replace('/', "-");
+    tapmon_publish::dashboards::dashboards(&m.spec.groups.enabled(), Some(&scope))
         .into_iter()
         .map(|d| {
             let json = serde_json::to_string(&d.json).map_err(|source| PublishError::Encode {
@@ -115,14 +129,14 @@ pub fn dashboard_configmaps(m: &TapMonitor) -> Result<Vec<Value>, PublishError> 
                     size: json.len(),
                 });
             }
-            let mut metadata =
-                owned_metadata(m, &dashboard_configmap_name(m, d.slug), &spec.labels);
+            let name = dashboard_configmap_name(m, service, d.slug);
+            let mut metadata = owned_metadata(m, service, &name, &spec.labels);
             metadata["annotations"] = json!({ spec.folder_annotation.clone(): spec.folder });
             Ok(json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": metadata,
-                "data": { format!("tapmon-{namespace}-{name}-{}.json", d.slug): json }
+                "data": { format!("tapmon-{file_stem}-{}.json", d.slug): json }
             }))
         })
         .collect()
@@ -130,16 +144,25 @@ pub fn dashboard_configmaps(m: &TapMonitor) -> Result<Vec<Value>, PublishError> 
 
 #[cfg(test)]
 mod tests {
+    use kube::api::DynamicObject;
+
     use super::*;
+    use crate::object::{MonitorKind, decode};
+
+    fn monitor(kind: MonitorKind, namespace: Option<&str>, spec: Value) -> MonitorObject {
+        let mut obj = DynamicObject::new("tap", &kind.api_resource()).data(json!({ "spec": spec }));
+        obj.metadata.namespace = namespace.map(str::to_owned);
+        obj.metadata.uid = Some("1234".into());
+        decode(kind, &obj).unwrap()
+    }
 
     #[test]
     fn the_service_monitor_of_a_tapmonitor() {
-        let m: TapMonitor = serde_json::from_value(json!({
-            "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-            "metadata": {"name": "tap", "namespace": "platform", "uid": "1234"},
-            "spec": {"serviceMonitor": {"labels": {"release": "kube-prometheus-stack"}, "interval": "15s"}}
-        }))
-        .unwrap();
+        let m = monitor(
+            MonitorKind::TapMonitor,
+            Some("platform"),
+            json!({"serviceMonitor": {"labels": {"release": "kube-prometheus-stack"}, "interval": "15s"}}),
+        );
         let sm = service_monitor(&m, &OperatorService::default());
         let expected = json!({
             "apiVersion": "monitoring.coreos.com/v1",
@@ -167,14 +190,37 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_monitor_publishes_into_the_operator_namespace_with_authorised_scrapes() {
+        let m = monitor(MonitorKind::ClusterTapMonitor, None, json!({}));
+        let service = OperatorService {
+            authorized_scrapes: true,
+            ..OperatorService::default()
+        };
+        let sm = service_monitor(&m, &service);
+        assert_eq!(sm["metadata"]["namespace"], "tapmon-system");
+        assert_eq!(sm["metadata"]["name"], "cluster-tap");
+        assert_eq!(
+            sm["metadata"]["ownerReferences"][0]["kind"],
+            "ClusterTapMonitor"
+        );
+        let endpoint = &sm["spec"]["endpoints"][0];
+        assert_eq!(endpoint["path"], "/clustermonitors/tap/metrics");
+        assert_eq!(endpoint["relabelings"][0]["replacement"], "tap");
+        assert_eq!(endpoint["scheme"], "https");
+        assert_eq!(endpoint["bearerTokenFile"], PROMETHEUS_TOKEN_FILE);
+        let dashboards = dashboard_configmaps(&m, &service).unwrap();
+        assert_eq!(dashboards[0]["metadata"]["name"], "cluster-tap-overview");
+        assert!(dashboards[0]["data"]["tapmon-tap-overview.json"].is_string());
+    }
+
+    #[test]
     fn the_prometheus_rule_holds_the_scoped_rules_of_enabled_groups() {
-        let m: TapMonitor = serde_json::from_value(json!({
-            "apiVersion": "tapmon.io/v1alpha1", "kind": "TapMonitor",
-            "metadata": {"name": "tap", "namespace": "platform", "uid": "1234"},
-            "spec": {"groups": {"kpack": {"enabled": false}}, "prometheusRule": {"labels": {"release": "kps"}}}
-        }))
-        .unwrap();
-        let rule = prometheus_rule(&m);
+        let m = monitor(
+            MonitorKind::TapMonitor,
+            Some("platform"),
+            json!({"groups": {"kpack": {"enabled": false}}, "prometheusRule": {"labels": {"release": "kps"}}}),
+        );
+        let rule = prometheus_rule(&m, &OperatorService::default());
         assert_eq!(rule["metadata"]["labels"]["release"], "kps");
         assert_eq!(rule["metadata"]["ownerReferences"][0]["uid"], "1234");
         let text = rule["spec"].to_string();

@@ -81,6 +81,24 @@ pub fn events(before: &TapMonitorStatus, after: &TapMonitorStatus) -> Vec<Event>
             ));
         }
     }
+    let limit = |s| condition(s, ConditionType::SeriesLimit).map(|(_, r, m)| (r, m));
+    if let Some((reason, message)) = limit(after)
+        && limit(before).map(|b| b.0) != Some(reason)
+        && let Some(reason) = Reason::parse(reason)
+        // A first status within the limit is no news.
+        && (reason == Reason::LimitReached || limit(before).is_some())
+    {
+        out.push(event(
+            if reason == Reason::LimitReached {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            EventReason::SeriesLimit(reason),
+            message.to_owned(),
+            "Evaluate",
+        ));
+    }
     for kind in PublishKind::ALL {
         let of = |s| condition(s, kind.condition()).map(|(_, r, m)| (r, m));
         if let Some((reason, message)) = of(after)
@@ -88,7 +106,7 @@ pub fn events(before: &TapMonitorStatus, after: &TapMonitorStatus) -> Vec<Event>
             && let Some(reason) = Reason::parse(reason)
         {
             out.push(event(
-                if reason == Reason::ApplyFailed {
+                if matches!(reason, Reason::ApplyFailed | Reason::Conflict) {
                     EventType::Warning
                 } else {
                     EventType::Normal

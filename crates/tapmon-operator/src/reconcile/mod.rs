@@ -1,13 +1,18 @@
-//! Reconciling a TapMonitor, in phases:
+//! Reconciling a monitor (a `TapMonitor` or a `ClusterTapMonitor`), in phases:
 //!
 //! ```text
-//! validate ─▶ discover ─▶ plan ─▶ subscribe ─▶ publish ─▶ status ─▶ events
-//! (pure)      (API)       (pure)  (watches)    (API)      (pure)     (pure, then API)
+//! decode ─▶ validate ─▶ discover ─▶ plan ─▶ subscribe ─▶ publish ─▶ status ─▶ events
+//! (pure)    (pure)      (API)       (pure)  (watches)    (API)      (pure)     (pure, then API)
 //! ```
 //!
-//! [`crate::validate`] and [`crate::plan`] are the pure middle; [`status`] and [`events`] build
-//! the status and the Events between two statuses from what was observed; this module is the
-//! I/O loop that runs them in order and writes the result.
+//! [`crate::object`], [`crate::validate`] and [`crate::plan`] are the pure middle; [`status`]
+//! and [`events`] build the status and the Events between two statuses from what was observed;
+//! this module is the I/O loop that runs them in order and writes the result.
+//!
+//! Monitors carry no finalizer: what they publish is garbage-collected through owner
+//! references, and their watches are released when a watch of the kind sees them go
+//! ([`forget`]). One left by an earlier version is removed, so deleting a monitor never waits
+//! for the operator.
 
 mod events;
 mod status;
@@ -17,28 +22,30 @@ mod tests;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::api::{Patch, PatchParams};
+use kube::Api;
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{self, finalizer};
-use kube::{Api, Resource, ResourceExt};
-use tapmon_api::{TapMonitor, TapMonitorStatus};
+use tapmon_api::TapMonitorStatus;
 use tracing::{info, warn};
 
 pub use status::{KindObserved, Observed, Stamp, WatchObserved};
 
 use crate::context::Context;
-use crate::monitor::{Monitor, MonitorKey};
+use crate::monitor::Monitor;
+use crate::object::{self, MonitorKey, MonitorKind, MonitorObject};
 use crate::plan::{self, Plan};
 use crate::publish::{self, MONITORING_GROUP, MONITORING_VERSION, PublishKind};
 use crate::validate;
 
-/// The finalizer that lets the operator stop a deleted monitor's watches.
-pub const FINALIZER: &str = "tapmon.io/cleanup";
+/// The finalizer earlier versions put on monitors; removed when found.
+pub const LEGACY_FINALIZER: &str = "tapmon.io/cleanup";
 
 /// How soon a monitor whose kinds are still listing (or failing) is looked at again.
 const SETTLING_REQUEUE: Duration = Duration::from_secs(2);
 /// How often a settled monitor's status counts are refreshed.
 const REFRESH_REQUEUE: Duration = Duration::from_secs(60);
+/// Longest error text in a log line: an error may quote a whole object.
+const LOG_LIMIT: usize = 2000;
 
 /// Why a reconcile failed. The variant name is the `error` label of the self-metric.
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
@@ -47,7 +54,7 @@ pub enum Error {
     #[error("failed to discover the kinds the API server serves: {0}")]
     Discovery(#[source] kube::Error),
     /// Writing status failed; retried.
-    #[error("failed to patch the status of TapMonitor {monitor}: {source}")]
+    #[error("failed to patch the status of {monitor}: {source}")]
     PatchStatus {
         /// Which monitor.
         monitor: MonitorKey,
@@ -55,12 +62,15 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// Adding or removing the finalizer failed; retried.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<finalizer::Error<Error>>),
-    /// The object has no namespace (cannot happen for a namespaced kind).
-    #[error("TapMonitor without a namespace")]
-    MissingNamespace,
+    /// Removing the finalizer of an earlier version failed; retried.
+    #[error("failed to remove the finalizer of {monitor}: {source}")]
+    RemoveFinalizer {
+        /// Which monitor.
+        monitor: MonitorKey,
+        /// The API error.
+        #[source]
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -70,33 +80,23 @@ impl Error {
     }
 }
 
-/// Reconciles one TapMonitor.
-pub async fn reconcile(obj: Arc<TapMonitor>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// The key of a monitor of `kind` from its metadata, decodable or not.
+fn key_of(kind: MonitorKind, obj: &DynamicObject) -> MonitorKey {
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    match (kind, &obj.metadata.namespace) {
+        (MonitorKind::TapMonitor, Some(ns)) => MonitorKey::namespaced(ns, &name),
+        _ => MonitorKey::cluster(&name),
+    }
+}
+
+/// Reconciles one monitor of `kind`.
+pub async fn reconcile(
+    kind: MonitorKind,
+    obj: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
     let started = Instant::now();
-    let namespace = obj.namespace().ok_or(Error::MissingNamespace)?;
-    let api: Api<TapMonitor> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            finalizer::Event::Apply(m) => apply(&m, &ctx, &api).await,
-            finalizer::Event::Cleanup(m) => {
-                let key = key_of(&m)?;
-                info!(monitor = %key, "TapMonitor deleted: releasing its watches");
-                ctx.state.remove(&key);
-                Ok(Action::await_change())
-            }
-        }
-    })
-    .await
-    .or_else(|e| match e {
-        // A deletion can be seen twice (the second time from a cache that still holds the
-        // finalizer): the object being gone when we remove it means the cleanup is done.
-        finalizer::Error::RemoveFinalizer(kube::Error::Api(s)) if s.code == 404 => {
-            Ok(Action::await_change())
-        }
-        // Our own errors keep their variant (and metric label).
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => Err(e),
-        other => Err(Error::Finalizer(Box::new(other))),
-    });
+    let result = reconcile_object(kind, &obj, &ctx).await;
     ctx.state
         .telemetry
         .reconcile_duration
@@ -104,17 +104,72 @@ pub async fn reconcile(obj: Arc<TapMonitor>, ctx: Arc<Context>) -> Result<Action
     result
 }
 
+async fn reconcile_object(
+    kind: MonitorKind,
+    obj: &DynamicObject,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let key = key_of(kind, obj);
+    let api = monitor_api(ctx, &key);
+    remove_legacy_finalizer(&api, &key, obj).await?;
+    if obj.metadata.deletion_timestamp.is_some() {
+        forget(ctx, &key);
+        return Ok(Action::await_change());
+    }
+    let previous: TapMonitorStatus = obj
+        .data
+        .get("status")
+        .cloned()
+        .and_then(|s| serde_json::from_value(s).ok())
+        .unwrap_or_default();
+    let stamp = Stamp {
+        generation: obj.metadata.generation.unwrap_or_default(),
+        previous: &previous,
+        now: k8s_openapi::jiff::Timestamp::now(),
+    };
+    let m = match object::decode(kind, obj) {
+        Ok(m) => m,
+        Err(e) => {
+            // Only this monitor stops; the rest are read one by one and keep working.
+            warn!(monitor = %key, error = %status::truncate(&e.to_string(), LOG_LIMIT), "monitor cannot be read");
+            ctx.state.remove(&key);
+            let status = status::invalid_spec(&e.to_string(), stamp);
+            announce(
+                ctx,
+                &object::reference(kind, &obj.metadata),
+                &previous,
+                &status,
+            )
+            .await;
+            patch_status(&api, &key, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    apply(&m, ctx, &api, stamp).await
+}
+
+/// Stops serving a monitor that is gone: its series, and the watches only it needed.
+pub fn forget(ctx: &Context, key: &MonitorKey) {
+    if ctx.state.monitor(key).is_some() {
+        info!(monitor = %key, "monitor deleted: releasing its watches");
+    }
+    ctx.state.remove(key);
+    ctx.failures.lock().remove(key);
+}
+
 /// What to do after a failed reconcile: count it by variant and retry with backoff.
-pub fn error_policy(obj: Arc<TapMonitor>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(
+    kind: MonitorKind,
+    obj: Arc<DynamicObject>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
     ctx.state
         .telemetry
         .reconcile_errors
         .with_label_values(&[error.metric_label()])
         .inc();
-    let key = MonitorKey {
-        namespace: obj.namespace().unwrap_or_default(),
-        name: obj.name_any(),
-    };
+    let key = key_of(kind, &obj);
     let failures = {
         let mut f = ctx.failures.lock();
         let n = f.entry(key.clone()).or_default();
@@ -123,33 +178,66 @@ pub fn error_policy(obj: Arc<TapMonitor>, error: &Error, ctx: Arc<Context>) -> A
     };
     let delay =
         Duration::from_secs(2u64.saturating_pow(failures.min(8))).min(Duration::from_secs(300));
-    warn!(monitor = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    let error = status::truncate(&error.to_string(), LOG_LIMIT);
+    warn!(monitor = %key, %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
 
-fn key_of(m: &TapMonitor) -> Result<MonitorKey, Error> {
-    Ok(MonitorKey {
-        namespace: m.namespace().ok_or(Error::MissingNamespace)?,
-        name: m.name_any(),
-    })
+fn monitor_api(ctx: &Context, key: &MonitorKey) -> Api<DynamicObject> {
+    let ar = key.kind().api_resource();
+    match &key.namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, &ar),
+        None => Api::all_with(ctx.client.clone(), &ar),
+    }
+}
+
+async fn remove_legacy_finalizer(
+    api: &Api<DynamicObject>,
+    key: &MonitorKey,
+    obj: &DynamicObject,
+) -> Result<(), Error> {
+    let finalizers = obj.metadata.finalizers.as_deref().unwrap_or_default();
+    if !finalizers.iter().any(|f| f == LEGACY_FINALIZER) {
+        return Ok(());
+    }
+    let rest: Vec<&String> = finalizers
+        .iter()
+        .filter(|f| *f != LEGACY_FINALIZER)
+        .collect();
+    // At the resourceVersion read: a list changed meanwhile fails the patch instead of losing
+    // another controller's finalizer.
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": rest,
+        "resourceVersion": obj.metadata.resource_version,
+    }});
+    match api
+        .patch(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        // Gone already: nothing holds it.
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(Error::RemoveFinalizer {
+            monitor: key.clone(),
+            source,
+        }),
+    }
 }
 
 /// The monitor to serve for `m`: the running one when what it watches and evaluates is
 /// unchanged (a change to what is published keeps it), else a new build.
 fn current_monitor(
     ctx: &Context,
-    key: &MonitorKey,
-    m: &TapMonitor,
+    m: &MonitorObject,
 ) -> Result<Arc<Monitor>, validate::ValidateError> {
-    let uid = m.uid().unwrap_or_default();
     let source = Monitor::source_of(&m.spec);
-    match ctx.state.monitor(key) {
-        Some(existing) if existing.uid == uid && existing.source == source => Ok(existing),
+    match ctx.state.monitor(&m.key) {
+        Some(existing) if existing.uid == m.uid() && existing.source == source => Ok(existing),
         _ => Ok(Arc::new(Monitor::new(
-            key.clone(),
-            uid,
-            m.metadata.generation.unwrap_or_default(),
-            validate::validate(&m.spec)?,
+            m.key.clone(),
+            m.uid().to_owned(),
+            m.generation(),
+            validate::validate(&m.spec, &m.key, ctx.limits)?,
             source,
         ))),
     }
@@ -182,28 +270,28 @@ fn observe<'m>(monitor: &'m Monitor, plan: &Plan, ctx: &Context) -> Observed<'m>
     Observed {
         kinds,
         series: monitor.total().series,
+        series_limit: monitor.validated.series_limit,
+        left_out: monitor.left_out(),
         problems: &monitor.validated.problems,
         own_from: monitor.validated.own_from,
     }
 }
 
-async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<Action, Error> {
-    let key = key_of(m)?;
-    let previous = m.status.clone().unwrap_or_default();
-    let stamp = Stamp {
-        generation: m.metadata.generation.unwrap_or_default(),
-        previous: &previous,
-        now: k8s_openapi::jiff::Timestamp::now(),
-    };
-
+async fn apply(
+    m: &MonitorObject,
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    stamp: Stamp<'_>,
+) -> Result<Action, Error> {
+    let reference = m.reference();
     // Validate and compile (pure). An invalid selector stops the whole monitor.
-    let monitor = match current_monitor(ctx, &key, m) {
+    let monitor = match current_monitor(ctx, m) {
         Ok(monitor) => monitor,
         Err(e) => {
-            ctx.state.remove(&key);
-            let status = status::invalid_spec(&e, stamp);
-            announce(ctx, m, &previous, &status).await;
-            patch_status(api, &key, &status).await?;
+            ctx.state.remove(&m.key);
+            let status = status::invalid_spec(&e.to_string(), stamp);
+            announce(ctx, &reference, stamp.previous, &status).await;
+            patch_status(api, &m.key, &status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -242,9 +330,9 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
             .iter()
             .map(|(kind, outcome)| status::publish_condition(*kind, outcome, stamp)),
     );
-    announce(ctx, m, &previous, &status).await;
-    patch_status(api, &key, &status).await?;
-    ctx.failures.lock().remove(&key);
+    announce(ctx, &reference, stamp.previous, &status).await;
+    patch_status(api, &m.key, &status).await?;
+    ctx.failures.lock().remove(&m.key);
     ctx.state.refresh_counts();
     Ok(Action::requeue(if observed.settling() {
         SETTLING_REQUEUE
@@ -255,7 +343,7 @@ async fn apply(m: &TapMonitor, ctx: &Context, api: &Api<TapMonitor>) -> Result<A
 }
 
 async fn patch_status(
-    api: &Api<TapMonitor>,
+    api: &Api<DynamicObject>,
     key: &MonitorKey,
     status: &TapMonitorStatus,
 ) -> Result<(), Error> {
@@ -272,13 +360,12 @@ async fn patch_status(
 /// Publishes the Events between two statuses; a failure to publish one is logged, not fatal.
 async fn announce(
     ctx: &Context,
-    m: &TapMonitor,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
     before: &TapMonitorStatus,
     after: &TapMonitorStatus,
 ) {
-    let reference = m.object_ref(&());
     for event in events::events(before, after) {
-        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+        if let Err(e) = ctx.recorder.publish(&event, reference).await {
             warn!(error = %e, reason = %event.reason, "failed to publish an Event");
         }
     }

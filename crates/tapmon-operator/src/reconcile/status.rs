@@ -7,7 +7,6 @@ use tapmon_api::{ConditionType, KindState, KindStatus, Reason, TapMonitorStatus,
 use tapmon_crs::ConfigError;
 
 use crate::publish::{PublishKind, Published};
-use crate::validate::ValidateError;
 use crate::watches::WatchState;
 
 /// Longest condition message; longer ones are cut with an ellipsis.
@@ -50,6 +49,10 @@ pub struct Observed<'a> {
     pub kinds: Vec<KindObserved>,
     /// Series the monitor serves, all kinds together.
     pub series: usize,
+    /// Most series it may serve.
+    pub series_limit: usize,
+    /// Objects left out to stay within the limit.
+    pub left_out: usize,
     /// Config problems (those parts are left out).
     pub problems: &'a [ConfigError],
     /// Index of the monitor's first own resource, to name problems.
@@ -120,9 +123,9 @@ impl Stamp<'_> {
     }
 }
 
-/// The status of a monitor whose spec cannot be used at all.
-pub fn invalid_spec(error: &ValidateError, stamp: Stamp<'_>) -> TapMonitorStatus {
-    let message = error.to_string();
+/// The status of a monitor whose spec cannot be used at all; `error` names the field.
+pub fn invalid_spec(error: &str, stamp: Stamp<'_>) -> TapMonitorStatus {
+    let message = truncate(error, MESSAGE_LIMIT);
     TapMonitorStatus {
         observed_generation: Some(stamp.generation),
         conditions: vec![
@@ -232,10 +235,34 @@ pub fn monitor_status(observed: &Observed<'_>, stamp: Stamp<'_>) -> TapMonitorSt
                 },
                 if stalled { &message } else { "" },
             ),
+            series_limit_condition(observed, stamp),
         ],
         kinds,
         objects,
         series: observed.series as i64,
+    }
+}
+
+/// Whether the series limit left objects out.
+fn series_limit_condition(observed: &Observed<'_>, stamp: Stamp<'_>) -> Condition {
+    let limit = observed.series_limit;
+    if observed.left_out > 0 {
+        stamp.condition(
+            ConditionType::SeriesLimit,
+            true,
+            Reason::LimitReached,
+            &format!(
+                "{} objects are left out to keep within the limit of {limit} series (spec.seriesLimit, at most the operator's --series-limit)",
+                observed.left_out
+            ),
+        )
+    } else {
+        stamp.condition(
+            ConditionType::SeriesLimit,
+            false,
+            Reason::WithinLimit,
+            &format!("{} of at most {limit} series", observed.series),
+        )
     }
 }
 
@@ -300,6 +327,8 @@ mod tests {
                 },
             ],
             series: 5,
+            series_limit: 10,
+            left_out: 0,
             problems: &[],
             own_from: 0,
         };
@@ -328,6 +357,8 @@ mod tests {
         let observed = Observed {
             kinds: vec![kind("B", Some(WatchState::Forbidden("no".into())), false)],
             series: 0,
+            series_limit: 10,
+            left_out: 2,
             problems: &[],
             own_from: 0,
         };
@@ -339,5 +370,12 @@ mod tests {
             "cannot watch: B (Forbidden)"
         );
         assert_eq!(s.kinds[0].message.as_deref(), Some("no"));
+        let limit = condition(&s, ConditionType::SeriesLimit);
+        assert_eq!(limit.status, status_str(true));
+        assert!(
+            limit.message.starts_with("2 objects are left out"),
+            "{}",
+            limit.message
+        );
     }
 }

@@ -63,10 +63,7 @@ mod tests {
     }
 
     fn m(name: &str) -> MonitorKey {
-        MonitorKey {
-            namespace: "ns".into(),
-            name: name.into(),
-        }
+        MonitorKey::namespaced("ns", name)
     }
 
     #[test]

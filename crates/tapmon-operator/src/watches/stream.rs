@@ -128,7 +128,17 @@ impl Registry {
                 continue;
             }
             errors.clear();
-            monitor.evaluate(&watch.key, kind, &object, id, &mut errors);
+            let evaluated = monitor.evaluate(&watch.key, kind, &object, id, &mut errors);
+            let labels = [kind.group, kind.kind];
+            if evaluated.truncated > 0 {
+                self.telemetry
+                    .truncated_label_values
+                    .with_label_values(&labels)
+                    .inc_by(evaluated.truncated as u64);
+            }
+            if evaluated.left_out {
+                self.telemetry.left_out.with_label_values(&labels).inc();
+            }
             if !errors.is_empty() {
                 self.telemetry
                     .evaluation_errors

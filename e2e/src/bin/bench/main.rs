@@ -20,7 +20,7 @@ use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
 use tapmon_e2e::{
-    Cluster, apply, apply_tap_monitor, install_crds, ksm_binary, ksm_config, root, tap_crds,
+    Cluster, apply, apply_cluster_monitor, install_crds, ksm_binary, ksm_config, root, tap_crds,
 };
 
 use crate::sides::{Programs, Side};
@@ -138,7 +138,7 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
         None,
     )
     .await?;
-    apply_tap_monitor(&cluster.admin, "tap", json!({})).await?;
+    apply_cluster_monitor(&cluster.admin, "tap", json!({})).await?;
     let ksm_config_path = cluster.state_dir().join("ksm-config.yaml");
     std::fs::write(&ksm_config_path, ksm_config())?;
     let (compiled, errors) =

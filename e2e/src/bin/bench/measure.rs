@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::json;
 use tapmon_e2e::generate::{Generator, Instance};
-use tapmon_e2e::{apply_tap_monitor, get, groups_only, tapmonitors};
+use tapmon_e2e::{apply_cluster_monitor, cluster_monitors, get, groups_only};
 use tapmon_presets::TapGroup;
 
 use crate::probe::Usage;
@@ -370,7 +370,7 @@ async fn fine_updates(
     series: usize,
 ) -> anyhow::Result<FineUpdates> {
     let client = &programs.cluster.admin;
-    apply_tap_monitor(
+    apply_cluster_monitor(
         client,
         PROBE_MONITOR,
         json!({
@@ -379,7 +379,7 @@ async fn fine_updates(
         }),
     )
     .await?;
-    let path = format!("/monitors/tapmon-system/{PROBE_MONITOR}/metrics");
+    let path = format!("/clustermonitors/{PROBE_MONITOR}/metrics");
     // Served once the monitor is known, ready once the restarted watches have listed again.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -406,7 +406,7 @@ async fn fine_updates(
     let load_scrapes = tokio::task::spawn_blocking(move || load.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the full-scrape thread panicked"))??;
-    tapmonitors(client)
+    cluster_monitors(client)
         .delete(PROBE_MONITOR, &DeleteParams::default())
         .await?;
     let loaded = loaded?;

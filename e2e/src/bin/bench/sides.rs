@@ -93,7 +93,7 @@ impl Programs<'_> {
                 (
                     Process::Tapmon(child),
                     addr,
-                    "/monitors/tapmon-system/tap/metrics",
+                    "/clustermonitors/tap/metrics",
                     pid,
                 )
             }
