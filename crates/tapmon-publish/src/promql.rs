@@ -36,9 +36,16 @@ pub const TESTS_BY_WORKLOAD: &str =
 pub const ONLY_CHOSEN_WORKLOAD: &str =
     r#"and on (workload) label_replace(vector(1), "workload", "$workload", "", "")"#;
 
-/// The fragment with the matchers of `scope` (a monitor's `namespace/name`, or none).
+/// The fragment with the matchers of `scope` (a monitor's `namespace/name`, or none), each
+/// selector counting once however many replicas of tapmon Prometheus scrapes.
 pub fn scoped(fragment: &str, scope: Option<&str>) -> String {
-    crate::selector::fill(fragment, "S", &crate::selector::scope_matcher(scope))
+    let matchers = crate::selector::scope_matcher(scope);
+    let once = crate::selector::deduplicate(fragment);
+    crate::selector::fill(
+        &crate::selector::fill(&once, "C", &matchers),
+        "S",
+        &matchers,
+    )
 }
 
 /// `count(<fragment>) or vector(0)`: how many series match, 0 when none do.

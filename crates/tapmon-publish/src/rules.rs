@@ -321,11 +321,11 @@ mod tests {
     fn scoping_adds_the_monitor_matcher_to_every_selector() {
         assert_eq!(
             scoped(r#"a{S type="x"} unless b{S}"#, Some("ns/tap")),
-            r#"a{tap_monitor="ns/tap", type="x"} unless b{tap_monitor="ns/tap"}"#
+            r#"max without (instance, pod) (a{tap_monitor="ns/tap", type="x"}) unless max without (instance, pod) (b{tap_monitor="ns/tap"})"#
         );
         assert_eq!(
             scoped(r#"a{S type="x"} unless b{S}"#, None),
-            r#"a{type="x"} unless b{}"#
+            r#"max without (instance, pod) (a{type="x"}) unless max without (instance, pod) (b{})"#
         );
         for group in rule_groups(&TapGroup::ALL, Some("ns/tap")) {
             for rule in group.rules {

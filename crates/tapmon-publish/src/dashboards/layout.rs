@@ -28,7 +28,9 @@ impl Layout {
     /// `{S ...}` in a query becomes the scope and namespace matchers; `{C ...}` (cluster-scoped
     /// kinds, which have no namespace) only the scope.
     fn q(&self, expr: &str) -> String {
-        let scoped = crate::selector::fill(expr, "C", &self.scope);
+        // Each series counts once however many replicas of tapmon Prometheus scrapes.
+        let once = crate::selector::deduplicate(expr);
+        let scoped = crate::selector::fill(&once, "C", &self.scope);
         crate::selector::fill(
             &scoped,
             "S",
