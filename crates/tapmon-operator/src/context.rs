@@ -7,6 +7,7 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use crate::discovery::DiscoveryCache;
 use crate::monitor::MonitorKey;
@@ -35,6 +36,15 @@ pub struct Context {
     pub service: OperatorService,
     /// What every monitor is allowed.
     pub limits: Limits,
+    /// Whether this replica leads (holds the lease) and so writes.
+    pub leader: watch::Receiver<bool>,
+}
+
+impl Context {
+    /// True while this replica leads: it writes status, Events and published objects.
+    pub fn leads(&self) -> bool {
+        *self.leader.borrow()
+    }
 }
 
 impl Context {
@@ -44,6 +54,7 @@ impl Context {
         initial_list: InitialList,
         service: OperatorService,
         limits: Limits,
+        leader: watch::Receiver<bool>,
     ) -> Result<Arc<Context>, TelemetryError> {
         let telemetry = Arc::new(Telemetry::new()?);
         let namespaces = Arc::new(NamespaceLabels::default());
@@ -61,6 +72,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             service,
             limits,
+            leader,
         }))
     }
 }
@@ -81,6 +93,8 @@ impl Context {
             InitialList::Streaming,
             OperatorService::default(),
             Limits::default(),
+            // The only replica: it leads.
+            watch::channel(true).1,
         )
         .expect("self-metrics register");
         (ctx, handle)

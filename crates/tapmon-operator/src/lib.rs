@@ -17,6 +17,7 @@ pub mod context;
 pub mod discovery;
 pub mod http;
 pub mod kinds;
+pub mod leader;
 pub mod monitor;
 pub mod object;
 pub mod plan;
@@ -29,7 +30,7 @@ pub mod validate;
 pub mod watches;
 
 pub use context::Context;
-pub use run::{MetricsAuth, RunConfig, RunError, run};
+pub use run::{MetricsAuth, RunConfig, RunError, SHUTDOWN_LIMIT, run};
 pub use state::State;
 pub use telemetry::{Telemetry, TelemetryError};
 pub use watches::InitialList;

@@ -3,8 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use kube::api::DynamicObject;
 use std::collections::HashSet;
 
@@ -15,9 +16,12 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
 use tracing::{info, warn};
 
+use tokio::sync::watch;
+
 use crate::context::Context;
 use crate::http::auth::Authorizer;
 use crate::http::tls::{CertSource, Certificate, TlsError};
+use crate::leader::{self, LeaderConfig};
 use crate::object::{MonitorKey, MonitorKind};
 use crate::telemetry::TelemetryError;
 use crate::validate::Limits;
@@ -52,7 +56,16 @@ pub struct RunConfig {
     pub tls_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// What every monitor is allowed.
     pub limits: Limits,
+    /// What bounds the metrics server.
+    pub http: http::Limits,
+    /// The lease that elects the one replica that writes; `None`: this replica always writes
+    /// (run only one).
+    pub leader: Option<LeaderConfig>,
 }
+
+/// The longest a shutdown takes, whatever the API server does: the drain of in-flight
+/// scrapes, then what is left of the controllers' work, then the lease's release.
+pub const SHUTDOWN_LIMIT: Duration = Duration::from_secs(20);
 
 /// Streaming lists (WatchList) are on by default from Kubernetes 1.32; older servers, and any
 /// whose version cannot be read, get paged lists.
@@ -124,18 +137,21 @@ fn certificate(config: &RunConfig) -> Result<Option<Served>, RunError> {
     Ok(Some((cert, reload)))
 }
 
-/// A controller for one monitor kind, until `shutdown`.
+/// A controller for one monitor kind, until `stop` turns true.
 async fn control(
     kind: MonitorKind,
     ctx: Arc<Context>,
-    crd_changes: impl futures::Stream<Item = ()> + Send + 'static,
-    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    reconcile_all: impl futures::Stream<Item = ()> + Send + 'static,
+    mut stop: watch::Receiver<bool>,
 ) {
     let ar = kind.api_resource();
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &ar);
     Controller::new_with(api, watcher::Config::default(), ar)
-        .reconcile_all_on(crd_changes)
-        .graceful_shutdown_on(shutdown)
+        .trigger_backoff(crate::watches::WatchBackoff::default())
+        .reconcile_all_on(reconcile_all)
+        .graceful_shutdown_on(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
         .run(
             move |obj, ctx| reconcile::reconcile(kind, obj, ctx),
             move |obj, error, ctx| reconcile::error_policy(kind, obj, error, ctx),
@@ -155,8 +171,10 @@ async fn control(
 async fn forget_deleted(kind: MonitorKind, ctx: Arc<Context>) {
     let api: Api<PartialObjectMeta<DynamicObject>> =
         Api::all_with(ctx.client.clone(), &kind.api_resource());
-    let mut stream =
-        std::pin::pin!(watcher::watcher(api, watcher::Config::default()).default_backoff());
+    let mut stream = std::pin::pin!(
+        watcher::watcher(api, watcher::Config::default())
+            .backoff(crate::watches::WatchBackoff::default())
+    );
     let key = |meta: &kube::api::ObjectMeta| {
         let name = meta.name.as_deref().unwrap_or_default();
         match (&meta.namespace, kind) {
@@ -171,7 +189,13 @@ async fn forget_deleted(kind: MonitorKind, ctx: Arc<Context>) {
             Ok(Event::InitApply(m)) => {
                 listed.insert(key(&m.metadata));
             }
+            // The kind is not installed (an older install without ClusterTapMonitor): there
+            // are none to wait for.
+            Err(watcher::Error::InitialListFailed(kube::Error::Api(s))) if s.code == 404 => {
+                ctx.state.mark_listed(kind);
+            }
             Ok(Event::InitDone) => {
+                ctx.state.mark_listed(kind);
                 for monitor in ctx.state.monitors() {
                     if monitor.key.kind() == kind && !listed.contains(&monitor.key) {
                         reconcile::forget(&ctx, &monitor.key);
@@ -184,7 +208,29 @@ async fn forget_deleted(kind: MonitorKind, ctx: Arc<Context>) {
     }
 }
 
-/// Runs the operator until `shutdown` completes.
+/// A stream that yields when `leader` turns true: a new leader reconciles every monitor.
+fn on_becoming_leader(leader: watch::Receiver<bool>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(leader, |mut rx| async move {
+        rx.wait_for(|l| !*l).await.ok()?;
+        rx.wait_for(|l| *l).await.ok()?;
+        Some(((), rx))
+    })
+}
+
+/// A stream that yields when any watch's state changes, so status follows the data within
+/// seconds (after an outage, say) instead of at the next requeue.
+fn on_watch_changes(changes: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(changes, |mut rx| async move {
+        rx.changed().await.ok()?;
+        // A burst of changes (a relist of every kind) becomes one reconcile of all.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        rx.borrow_and_update();
+        Some(((), rx))
+    })
+}
+
+/// Runs the operator until `shutdown` completes, then stops within [`SHUTDOWN_LIMIT`]: stop
+/// accepting, let in-flight scrapes finish, stop the controllers, release the lease.
 pub async fn run(
     client: Client,
     config: RunConfig,
@@ -195,9 +241,17 @@ pub async fn run(
         None => pick_initial_list(&client).await,
     };
     info!(?initial_list, "initial lists");
+    let (stop_tx, stop) = watch::channel(false);
+    let (leader_tx, leader) = watch::channel(config.leader.is_none());
     let mut service = config.service.clone();
     service.authorized_scrapes = config.metrics_auth == MetricsAuth::Kubernetes;
-    let ctx = Context::new(client.clone(), initial_list, service, config.limits)?;
+    let ctx = Context::new(
+        client.clone(),
+        initial_list,
+        service,
+        config.limits,
+        leader.clone(),
+    )?;
     let state = Arc::clone(&ctx.state);
 
     let bind = |addr: SocketAddr| async move {
@@ -216,51 +270,101 @@ pub async fn run(
         auth: (config.metrics_auth == MetricsAuth::Kubernetes)
             .then(|| Arc::new(Authorizer::new(client.clone()))),
     };
-    let mut tasks = vec![
+    let servers = [
         tokio::spawn(http::serve(
             metrics,
             http::Server::Metrics,
             Arc::clone(&state),
             access,
+            config.http,
+            stop.clone(),
         )),
         tokio::spawn(http::serve(
             telemetry_listener,
             http::Server::Telemetry,
             Arc::clone(&state),
             http::Access::default(),
-        )),
-        tokio::spawn(watches::watch_namespaces(
-            client.clone(),
-            Arc::clone(&state),
+            config.http,
+            stop.clone(),
         )),
     ];
+    let mut tasks = vec![tokio::spawn(watches::watch_namespaces(
+        client.clone(),
+        Arc::clone(&state),
+    ))];
     tasks.extend(certificate.and_then(|(_, reload)| reload));
-
-    // One stream of CRD changes, shared by both controllers.
-    let crd_changes = discovery::crd_changes(client.clone(), Arc::clone(&ctx.discovery));
-    let (changes_tx, _) = tokio::sync::broadcast::channel::<()>(16);
-    let fan_out = {
-        let tx = changes_tx.clone();
-        tokio::spawn(crd_changes.for_each(move |()| {
-            // No receiver yet, or a lagging one: both mean "reconcile all" is coming anyway.
-            let _ = tx.send(());
-            futures::future::ready(())
-        }))
-    };
-    let changes = || {
-        tokio_stream::wrappers::BroadcastStream::new(changes_tx.subscribe())
-            .filter_map(|r| futures::future::ready(r.ok()))
-    };
-    let shutdown = shutdown.shared();
-    info!("tapmon operator running");
     for kind in MonitorKind::ALL {
         tasks.push(tokio::spawn(forget_deleted(kind, Arc::clone(&ctx))));
     }
-    futures::future::join_all(
-        MonitorKind::ALL.map(|kind| control(kind, Arc::clone(&ctx), changes(), shutdown.clone())),
-    )
-    .await;
-    fan_out.abort();
+    let election = config
+        .leader
+        .clone()
+        .map(|cfg| tokio::spawn(leader::run(client.clone(), cfg, leader_tx, stop.clone())));
+    tasks.push(tokio::spawn({
+        let (mut leader, gauge) = (leader.clone(), state.telemetry.leader.clone());
+        async move {
+            loop {
+                gauge.set(i64::from(*leader.borrow_and_update()));
+                if leader.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+    }));
+
+    // What makes every monitor be reconciled: CRD changes, watch state changes, a new leader.
+    let crd_changes = discovery::crd_changes(client.clone(), Arc::clone(&ctx.discovery));
+    let (all_tx, _) = tokio::sync::broadcast::channel::<()>(16);
+    let triggers = futures::stream::select_all([
+        crd_changes.boxed(),
+        on_watch_changes(state.registry.changes()).boxed(),
+        on_becoming_leader(leader.clone()).boxed(),
+    ]);
+    tasks.push(tokio::spawn({
+        let tx = all_tx.clone();
+        triggers.for_each(move |()| {
+            // No receiver yet, or a lagging one: both mean "reconcile all" is coming anyway.
+            let _ = tx.send(());
+            futures::future::ready(())
+        })
+    }));
+    let reconcile_all = || {
+        tokio_stream::wrappers::BroadcastStream::new(all_tx.subscribe())
+            .filter_map(|r| futures::future::ready(r.ok()))
+    };
+    let controllers = futures::future::join_all(
+        MonitorKind::ALL.map(|kind| control(kind, Arc::clone(&ctx), reconcile_all(), stop.clone())),
+    );
+    info!("tapmon operator running");
+
+    tokio::pin!(controllers);
+    let shutdown = async move {
+        shutdown.await;
+        info!("shutting down: no new connections, in-flight scrapes finish, then the lease goes");
+        let _ = stop_tx.send(true);
+        stop_tx
+    };
+    tokio::pin!(shutdown);
+    // The controllers end only on shutdown; the stop sender must outlive them.
+    let stop_tx = tokio::select! {
+        _ = &mut controllers => None,
+        stop_tx = &mut shutdown => Some(stop_tx),
+    };
+    let bounded = async {
+        if stop_tx.is_some() {
+            controllers.await;
+        }
+        for server in servers {
+            let _ = server.await;
+        }
+        if let Some(election) = election {
+            let _ = election.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_LIMIT, bounded).await.is_err() {
+        warn!(limit = ?SHUTDOWN_LIMIT, "shutdown took too long; stopping anyway");
+    }
+    drop(stop_tx);
     state.registry.stop_all();
     for task in tasks {
         task.abort();

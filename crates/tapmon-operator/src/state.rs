@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::RwLock;
 
 use crate::monitor::{Monitor, MonitorKey};
+use crate::object::MonitorKind;
 use crate::telemetry::Telemetry;
 use crate::watches::{NamespaceLabels, Registry};
 
@@ -20,6 +22,8 @@ pub struct State {
     pub telemetry: Arc<Telemetry>,
     /// Namespace labels for namespace label selectors.
     pub namespaces: Arc<NamespaceLabels>,
+    /// Whether each monitor kind's list is in (TapMonitor, ClusterTapMonitor).
+    listed: [AtomicBool; 2],
 }
 
 impl State {
@@ -34,7 +38,13 @@ impl State {
             registry,
             telemetry,
             namespaces,
+            listed: [AtomicBool::new(false), AtomicBool::new(false)],
         }
+    }
+
+    /// Records that the monitors of `kind` have been listed.
+    pub fn mark_listed(&self, kind: MonitorKind) {
+        self.listed[kind as usize].store(true, Ordering::Release);
     }
 
     /// The monitor served at `/monitors/{namespace}/{name}/metrics`.
@@ -64,14 +74,16 @@ impl State {
         self.registry.release(key);
     }
 
-    /// Ready when the namespace labels are in (if any monitor needs them) and every watch has
-    /// finished its initial list.
+    /// Ready when both monitor kinds have been listed, the namespace labels are in (if any
+    /// monitor needs them) and every watch that can list has. During an API server outage it
+    /// stays ready: it serves what it has.
     pub fn ready(&self) -> bool {
+        let listed = self.listed.iter().all(|l| l.load(Ordering::Acquire));
         let needs_namespaces = self
             .monitors()
             .iter()
             .any(|m| m.validated.namespaces.uses_labels());
-        (!needs_namespaces || self.namespaces.synced()) && self.registry.all_synced()
+        listed && (!needs_namespaces || self.namespaces.synced()) && self.registry.all_synced()
     }
 
     /// Recounts objects and series per kind for the self-metrics: objects as the largest count

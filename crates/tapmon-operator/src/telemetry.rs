@@ -2,8 +2,8 @@
 //! types and error variant names, never error text.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Self-metrics.
@@ -35,6 +35,18 @@ pub struct Telemetry {
     pub reconcile_errors: IntCounterVec,
     /// TapMonitors being served.
     pub monitors: IntGauge,
+    /// 1 while this replica holds the lease and writes.
+    pub leader: IntGauge,
+    /// Status patches written.
+    pub status_writes: IntCounter,
+    /// Events published.
+    pub events: IntCounter,
+    /// Failed accepts on the HTTP ports (each followed by a backoff).
+    pub accept_errors: IntCounter,
+    /// Connections closed at once because the connection limit was reached.
+    pub rejected_connections: IntCounter,
+    /// Scrapes answered 503 because too many were in progress.
+    pub scrapes_refused: IntCounter,
 }
 
 /// Registering a metric can only fail on a duplicate name, a defect caught by the tests.
@@ -115,6 +127,33 @@ impl Telemetry {
         register(Box::new(reconcile_duration.clone()))?;
         let monitors = IntGauge::new("tapmon_monitors", "TapMonitors being served.")?;
         register(Box::new(monitors.clone()))?;
+        let leader = IntGauge::new(
+            "tapmon_leader",
+            "1 while this replica holds the lease and writes status, Events and published objects.",
+        )?;
+        register(Box::new(leader.clone()))?;
+        let mut plain = |name: &str, help: &str| -> Result<IntCounter, TelemetryError> {
+            let c = IntCounter::new(name, help)?;
+            register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let status_writes = plain(
+            "tapmon_status_writes_total",
+            "Monitor status patches written (only when the status changed).",
+        )?;
+        let events = plain("tapmon_events_total", "Events published on monitors.")?;
+        let accept_errors = plain(
+            "tapmon_http_accept_errors_total",
+            "Failed accepts on the HTTP ports, each followed by a backoff.",
+        )?;
+        let rejected_connections = plain(
+            "tapmon_http_rejected_connections_total",
+            "Connections closed at once because the connection limit was reached.",
+        )?;
+        let scrapes_refused = plain(
+            "tapmon_http_scrapes_refused_total",
+            "Scrapes answered 503 because too many were in progress.",
+        )?;
         Ok(Self {
             watch_events,
             watch_errors,
@@ -128,6 +167,12 @@ impl Telemetry {
             series,
             reconcile_duration,
             monitors,
+            leader,
+            status_writes,
+            events,
+            accept_errors,
+            rejected_connections,
+            scrapes_refused,
             registry,
             names,
         })

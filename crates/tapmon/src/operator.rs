@@ -46,6 +46,19 @@ pub struct RunArgs {
     /// Most series one monitor serves: the default of `spec.seriesLimit` and its ceiling.
     #[arg(long, default_value_t = tapmon_operator::validate::Limits::default().series)]
     series_limit: usize,
+    /// Elect one replica (by a Lease in `--namespace`) to write status, Events and published
+    /// objects; every replica serves. `false` only when one replica runs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// This replica's name in the Lease; the pod's name in a cluster.
+    #[arg(long, env = "POD_NAME")]
+    leader_election_id: Option<String>,
+    /// Open connections the metrics port holds at most; more are closed at once.
+    #[arg(long, default_value_t = tapmon_operator::http::Limits::default().max_connections)]
+    max_connections: usize,
+    /// Scrapes sent at once at most; more wait briefly, then get 503 with Retry-After.
+    #[arg(long, default_value_t = tapmon_operator::http::Limits::default().max_concurrent_scrapes)]
+    max_concurrent_scrapes: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +101,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             wait_for_signal().await;
             let _ = stop.send(());
         });
+        let namespace = args.namespace.clone();
         let config = RunConfig {
             metrics_addr: args.metrics_addr,
             telemetry_addr: args.telemetry_addr,
@@ -97,7 +111,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 ListMode::Paged => Some(InitialList::Paged),
             },
             service: tapmon_operator::publish::OperatorService {
-                namespace: args.namespace,
+                namespace: namespace.clone(),
                 ..Default::default()
             },
             metrics_auth: match args.metrics_auth {
@@ -108,6 +122,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             limits: tapmon_operator::validate::Limits {
                 series: args.series_limit,
             },
+            http: tapmon_operator::http::Limits {
+                max_connections: args.max_connections,
+                max_concurrent_scrapes: args.max_concurrent_scrapes,
+                ..Default::default()
+            },
+            leader: args.leader_election.then(|| {
+                let identity = args.leader_election_id.clone().unwrap_or_else(|| {
+                    // Out of a cluster: the host and process make a name no other replica has.
+                    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+                    format!("{}-{}", host.trim(), std::process::id())
+                });
+                tapmon_operator::leader::LeaderConfig::new(&namespace, &identity)
+            }),
         };
         tapmon_operator::run(client, config, async move {
             let _ = stopped.await;

@@ -34,7 +34,7 @@ pub fn crd_changes(
             Api::<PartialObjectMeta<CustomResourceDefinition>>::all(client),
             watcher::Config::default(),
         )
-        .default_backoff()
+        .backoff(crate::watches::WatchBackoff::default())
         .filter_map(move |event| {
             let cache = Arc::clone(&cache);
             let later_tx = later_tx.clone();

@@ -16,6 +16,7 @@ use std::io::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use super::turns::Turn;
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -37,6 +38,8 @@ pub struct ScrapeBody {
     since_yield: usize,
     /// The yield in progress.
     yielding: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
+    /// Its slot among the scrapes in progress, given back when the body is sent or dropped.
+    _slot: Option<Turn>,
 }
 
 impl ScrapeBody {
@@ -48,6 +51,7 @@ impl ScrapeBody {
             gzip: None,
             since_yield: 0,
             yielding: None,
+            _slot: None,
         }
     }
 
@@ -60,12 +64,20 @@ impl ScrapeBody {
             gzip: Some(GzEncoder::new(Vec::new(), Compression::fast())),
             since_yield: 0,
             yielding: None,
+            _slot: None,
         }
+    }
+
+    /// The body holding `slot` (its place among the scrapes in progress) until it is sent or
+    /// dropped.
+    pub fn holding(mut self, slot: Turn) -> ScrapeBody {
+        self._slot = Some(slot);
+        self
     }
 
     /// Ready when the body may go on; pending while it gives its worker back, every
     /// [`YIELD_BYTES`].
-    fn poll_turn(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll_slot(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.yielding.is_none() && self.since_yield >= YIELD_BYTES {
             self.since_yield = 0;
             self.yielding = Some(Box::pin(tokio::task::yield_now()));
@@ -133,7 +145,7 @@ impl Body for ScrapeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
-        ready!(this.poll_turn(cx));
+        ready!(this.poll_slot(cx));
         let next = if this.gzip.is_some() {
             this.next_gzip()
         } else {

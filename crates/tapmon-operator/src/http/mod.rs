@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
@@ -14,25 +15,65 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use hyper_util::rt::TokioTimer;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tapmon_exposition::negotiate;
 use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::monitor::MonitorKey;
 use crate::state::State;
 
 pub mod auth;
 mod body;
+mod stall;
 pub mod tls;
+mod turns;
 
 use auth::{Authorizer, Decision};
 use body::ScrapeBody;
+use stall::StallGuard;
+use turns::Turns;
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What bounds a server, so that slow or many clients cannot exhaust memory or descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections at most; more are closed as they are accepted.
+    pub max_connections: usize,
+    /// Scrapes being sent at most; more wait [`Limits::scrape_queue`] for a turn (the newest
+    /// first), then get 503.
+    pub max_concurrent_scrapes: usize,
+    /// How long a scrape waits for a turn.
+    pub scrape_queue: Duration,
+    /// How long a client has to send a request's headers (and how long an idle keep-alive
+    /// connection stays open).
+    pub header_read_timeout: Duration,
+    /// How long a response may make no progress before its client is dropped.
+    pub write_stall: Duration,
+    /// How long in-flight requests may run on after shutdown begins.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_concurrent_scrapes: 16,
+            // Longer than a stalled client holds a turn: a scrape asking now gets the next turn.
+            scrape_queue: Duration::from_secs(8),
+            header_read_timeout: Duration::from_secs(10),
+            write_stall: Duration::from_secs(5),
+            drain: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Which server a listener is.
 #[derive(Debug, Clone, Copy)]
@@ -61,29 +102,94 @@ impl std::fmt::Debug for Access {
     }
 }
 
-/// Serves `server` on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, server: Server, state: Arc<State>, access: Access) {
+/// What every request of one server shares.
+struct Shared {
+    server: Server,
+    state: Arc<State>,
+    auth: Option<Arc<Authorizer>>,
+    scrapes: Arc<Turns>,
+    limits: Limits,
+    /// True once shutdown began: not ready any more, so traffic goes elsewhere.
+    stopping: watch::Receiver<bool>,
+}
+
+/// Serves `server` on `listener` until `stop` turns true; then stops accepting and lets
+/// in-flight requests finish for up to [`Limits::drain`].
+pub async fn serve(
+    listener: TcpListener,
+    server: Server,
+    state: Arc<State>,
+    access: Access,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
     info!(%addr, ?server, tls = access.tls.is_some(), auth = access.auth.is_some(), "listening");
+    let shared = Arc::new(Shared {
+        server,
+        auth: access.auth.clone(),
+        scrapes: Turns::new(limits.max_concurrent_scrapes),
+        state,
+        limits,
+        stopping: stop.clone(),
+    });
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let graceful = GracefulShutdown::new();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut stopping = false;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(conn) => conn,
+        let accepted = if stopping {
+            // Connections already queued were made before the stop: serve them rather than
+            // reset them; then close.
+            match listener.accept().now_or_never() {
+                Some(accepted) => accepted,
+                None => break,
+            }
+        } else {
+            tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|s| *s) => {
+                    stopping = true;
+                    continue;
+                }
+            }
+        };
+        let (stream, peer) = match accepted {
+            Ok(conn) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                conn
+            }
             Err(e) => {
-                debug!(error = %e, "accept failed");
+                // Out of descriptors, say: retrying at once would spin a core; wait, longer
+                // each time, for connections to close.
+                shared.state.telemetry.accept_errors.inc();
+                debug!(error = %e, retry_in = ?backoff, "accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
-        let state = Arc::clone(&state);
-        let access = access.clone();
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            shared.state.telemetry.rejected_connections.inc();
+            drop(stream);
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let tls = access.tls.clone();
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            match &access.tls {
-                None => connection(stream, server, state, access.auth).await,
+            let _permit = permit;
+            match tls {
+                None => connection(stream, &shared, watcher).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => connection(tls, server, state, access.auth).await,
+                        Ok(Ok(tls)) => connection(tls, &shared, watcher).await,
                         Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => debug!(%peer, "TLS handshake timed out"),
                     }
@@ -91,26 +197,48 @@ pub async fn serve(listener: TcpListener, server: Server, state: Arc<State>, acc
             }
         });
     }
+    drop(listener);
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!(
+            ?server,
+            "requests still running after the drain time; closing them"
+        );
+    }
 }
 
-/// Serves one connection's requests.
-async fn connection<I>(io: I, server: Server, state: Arc<State>, auth: Option<Arc<Authorizer>>)
+/// The first wait after a failed accept, and the longest.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Serves one connection's requests, bounded in header time and write stalls.
+async fn connection<I>(io: I, shared: &Arc<Shared>, graceful: Watcher)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let for_requests = Arc::clone(shared);
     let service = service_fn(move |req| {
-        let state = Arc::clone(&state);
-        let auth = auth.clone();
-        async move { Ok::<_, Infallible>(route(server, &state, auth.as_deref(), &req).await) }
+        let shared = Arc::clone(&for_requests);
+        async move { Ok::<_, Infallible>(route(&shared, &req).await) }
     });
     // A scrape is ~10^5 small shared chunks; with vectored writes hyper sends at most 16 of
     // them per syscall, while flattening copies them into its buffer and writes 400 kB at a
     // time (measured: `make bench`, docs/benchmarks.md).
-    if let Err(e) = http1::Builder::new()
+    let conn = http1::Builder::new()
         .writev(false)
-        .serve_connection(TokioIo::new(io), service)
-        .await
-    {
+        // One request per connection: hyper keeps a connection's write buffer (up to 400 kB
+        // after a scrape) while it idles, and a scraper's next request comes after its whole
+        // interval, longer than any idle timeout worth having.
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_read_timeout)
+        .serve_connection(
+            TokioIo::new(StallGuard::new(io, shared.limits.write_stall)),
+            service,
+        );
+    if let Err(e) = graceful.watch(conn).await {
         debug!(error = %e, "connection ended with an error");
     }
 }
@@ -130,12 +258,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     r
 }
 
-async fn route(
-    server: Server,
-    state: &State,
-    auth: Option<&Authorizer>,
-    req: &Request<Incoming>,
-) -> Response<Body> {
+async fn route(shared: &Shared, req: &Request<Incoming>) -> Response<Body> {
+    let (server, state) = (shared.server, &*shared.state);
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n");
     }
@@ -143,7 +267,9 @@ async fn route(
     match (server, path) {
         (Server::Metrics, "/healthz") => text(StatusCode::OK, "ok\n"),
         (Server::Metrics, "/readyz") => {
-            if state.ready() {
+            if *shared.stopping.borrow() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            } else if state.ready() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "initial lists not done\n")
@@ -151,7 +277,7 @@ async fn route(
         }
         (Server::Metrics, _) => match monitor_path(path) {
             Some(key) => {
-                let decision = match auth {
+                let decision = match shared.auth.as_deref() {
                     None => Decision::Allowed,
                     Some(auth) => {
                         let header = req
@@ -168,7 +294,7 @@ async fn route(
                     }
                 };
                 match decision {
-                    Decision::Allowed => scrape(state, &key, req),
+                    Decision::Allowed => scrape(shared, &key, req).await,
                     Decision::Unauthenticated => {
                         let mut r =
                             text(StatusCode::UNAUTHORIZED, "a valid bearer token is needed\n");
@@ -223,9 +349,23 @@ fn monitor_path(path: &str) -> Option<MonitorKey> {
         .then(|| MonitorKey::namespaced(namespace, name))
 }
 
-fn scrape(state: &State, key: &MonitorKey, req: &Request<Incoming>) -> Response<Body> {
-    let Some(monitor) = state.monitor(key) else {
-        return text(StatusCode::NOT_FOUND, "no such TapMonitor\n");
+async fn scrape(shared: &Shared, key: &MonitorKey, req: &Request<Incoming>) -> Response<Body> {
+    let Some(monitor) = shared.state.monitor(key) else {
+        return text(StatusCode::NOT_FOUND, "no such monitor\n");
+    };
+    // A turn to send: the body holds its share of the store until it is sent.
+    let permit = match shared.scrapes.take(shared.limits.scrape_queue).await {
+        Some(turn) => turn,
+        None => {
+            shared.state.telemetry.scrapes_refused.inc();
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many scrapes in progress; retry shortly\n",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            return r;
+        }
     };
     let accept = req
         .headers()
@@ -240,14 +380,14 @@ fn scrape(state: &State, key: &MonitorKey, req: &Request<Incoming>) -> Response<
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
     let mut r = if gzip {
-        let mut r = Response::new(ScrapeBody::gzip(chunks).boxed());
+        let mut r = Response::new(ScrapeBody::gzip(chunks).holding(permit).boxed());
         r.headers_mut().insert(
             header::CONTENT_ENCODING,
             header::HeaderValue::from_static("gzip"),
         );
         r
     } else {
-        Response::new(ScrapeBody::plain(chunks).boxed())
+        Response::new(ScrapeBody::plain(chunks).holding(permit).boxed())
     };
     if let Ok(v) = header::HeaderValue::from_str(format.content_type()) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);

@@ -111,7 +111,9 @@ async fn reconcile_object(
 ) -> Result<Action, Error> {
     let key = key_of(kind, obj);
     let api = monitor_api(ctx, &key);
-    remove_legacy_finalizer(&api, &key, obj).await?;
+    if ctx.leads() {
+        remove_legacy_finalizer(&api, &key, obj).await?;
+    }
     if obj.metadata.deletion_timestamp.is_some() {
         forget(ctx, &key);
         return Ok(Action::await_change());
@@ -134,14 +136,8 @@ async fn reconcile_object(
             warn!(monitor = %key, error = %status::truncate(&e.to_string(), LOG_LIMIT), "monitor cannot be read");
             ctx.state.remove(&key);
             let status = status::invalid_spec(&e.to_string(), stamp);
-            announce(
-                ctx,
-                &object::reference(kind, &obj.metadata),
-                &previous,
-                &status,
-            )
-            .await;
-            patch_status(&api, &key, &status).await?;
+            let reference = object::reference(kind, &obj.metadata);
+            write_status(ctx, &api, &key, &reference, &previous, &status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -290,8 +286,7 @@ async fn apply(
         Err(e) => {
             ctx.state.remove(&m.key);
             let status = status::invalid_spec(&e.to_string(), stamp);
-            announce(ctx, &reference, stamp.previous, &status).await;
-            patch_status(api, &m.key, &status).await?;
+            write_status(ctx, api, &m.key, &reference, stamp.previous, &status).await?;
             return Ok(Action::await_change());
         }
     };
@@ -313,6 +308,25 @@ async fn apply(
     monitor.rebind(&plan.watches);
     ctx.state.registry.sync(&monitor, &plan.watches);
 
+    let observed = observe(&monitor, &plan, ctx);
+    let requeue = Action::requeue(if observed.settling() {
+        SETTLING_REQUEUE
+    } else {
+        // Counts in status go stale; refresh them now and then.
+        REFRESH_REQUEUE
+    });
+    ctx.failures.lock().remove(&m.key);
+    ctx.state.refresh_counts();
+    // Every replica watches and serves; only the leader writes.
+    if !ctx.leads() {
+        return Ok(requeue);
+    }
+    // A restart (or a new leader) that finds the monitor Ready at this generation says
+    // nothing until its own lists are in: no flip to not-Ready and back, no Event.
+    if observed.listing() && status::was_ready(stamp.previous, stamp.generation) {
+        return Ok(Action::requeue(SETTLING_REQUEUE));
+    }
+
     // Publish: the Prometheus Operator kinds only when their CRDs are served.
     let installed = |kind: PublishKind| {
         !kind.needs_prometheus_operator()
@@ -323,23 +337,33 @@ async fn apply(
     let published = publish::publish(&ctx.client, m, &ctx.service, installed).await;
 
     // Status (pure), then Events (pure) and the writes.
-    let observed = observe(&monitor, &plan, ctx);
     let mut status = status::monitor_status(&observed, stamp);
     status.conditions.extend(
         published
             .iter()
             .map(|(kind, outcome)| status::publish_condition(*kind, outcome, stamp)),
     );
-    announce(ctx, &reference, stamp.previous, &status).await;
-    patch_status(api, &m.key, &status).await?;
-    ctx.failures.lock().remove(&m.key);
-    ctx.state.refresh_counts();
-    Ok(Action::requeue(if observed.settling() {
-        SETTLING_REQUEUE
-    } else {
-        // Counts in status go stale; refresh them now and then.
-        REFRESH_REQUEUE
-    }))
+    write_status(ctx, api, &m.key, &reference, stamp.previous, &status).await?;
+    Ok(requeue)
+}
+
+/// Writes `status` and the Events since `previous`, when this replica leads and anything
+/// changed: an unchanged status is not patched again.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    key: &MonitorKey,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    previous: &TapMonitorStatus,
+    status: &TapMonitorStatus,
+) -> Result<(), Error> {
+    if !ctx.leads() || status == previous {
+        return Ok(());
+    }
+    announce(ctx, reference, previous, status).await;
+    patch_status(api, key, status).await?;
+    ctx.state.telemetry.status_writes.inc();
+    Ok(())
 }
 
 async fn patch_status(
@@ -365,8 +389,9 @@ async fn announce(
     after: &TapMonitorStatus,
 ) {
     for event in events::events(before, after) {
-        if let Err(e) = ctx.recorder.publish(&event, reference).await {
-            warn!(error = %e, reason = %event.reason, "failed to publish an Event");
+        match ctx.recorder.publish(&event, reference).await {
+            Ok(()) => ctx.state.telemetry.events.inc(),
+            Err(e) => warn!(error = %e, reason = %event.reason, "failed to publish an Event"),
         }
     }
 }

@@ -60,6 +60,17 @@ pub struct Observed<'a> {
 }
 
 impl Observed<'_> {
+    /// True while a served kind's initial list is not done (and it is not refused).
+    pub fn listing(&self) -> bool {
+        self.kinds.iter().filter_map(|k| k.watch.as_ref()).any(|w| {
+            !w.synced
+                && !matches!(
+                    w.state,
+                    Some(WatchState::Forbidden(_) | WatchState::Failed(_))
+                )
+        })
+    }
+
     /// True while a kind is still being listed or cannot be watched: worth looking again soon.
     pub fn settling(&self) -> bool {
         self.kinds.iter().filter_map(|k| k.watch.as_ref()).any(|w| {
@@ -70,6 +81,15 @@ impl Observed<'_> {
                 )
         })
     }
+}
+
+/// True when `status` said Ready for `generation`: what a restart finds when nothing changed.
+pub fn was_ready(status: &TapMonitorStatus, generation: i64) -> bool {
+    status.observed_generation == Some(generation)
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == ConditionType::Ready && c.status == status_str(true))
 }
 
 /// Cuts `s` to at most `max` bytes at a character boundary, marking the cut.

@@ -6,6 +6,7 @@
 //! full list; a relist (start, restart, `410 Gone`) ends by dropping what the list no longer
 //! contains. Which watches to start, leave or stop is a pure function ([`diff`]).
 
+mod backoff;
 pub mod diff;
 mod namespaces;
 mod stream;
@@ -19,6 +20,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::task::JoinHandle;
 use tracing::info;
 
+pub use backoff::WatchBackoff;
 pub use namespaces::{NamespaceLabels, watch_namespaces};
 
 use crate::kinds::WatchKey;
@@ -94,6 +96,9 @@ pub struct Registry {
     initial_list: InitialList,
     namespaces: Arc<NamespaceLabels>,
     watches: Mutex<BTreeMap<WatchKey, Arc<Watch>>>,
+    /// Bumped when a watch's state changes (listed, refused, failing, recovered), so the
+    /// monitors reading it are reconciled at once instead of at their next requeue.
+    changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -118,7 +123,17 @@ impl Registry {
             initial_list,
             namespaces,
             watches: Mutex::new(BTreeMap::new()),
+            changed: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// A receiver that sees a new value whenever a watch's state changed.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn state_changed(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Makes `monitor` subscribed to exactly the `desired` watches ([`diff::diff`]):
@@ -216,12 +231,17 @@ impl Registry {
             .map(|w| (w.state.lock().clone(), w.synced.load(Ordering::Acquire)))
     }
 
-    /// True when every running watch has finished its initial list.
+    /// True when every running watch that can list has finished its initial list. One the
+    /// API server refuses (403) or that fails (its CRD gone) is its monitors' problem, reported
+    /// in their status; it does not hold back everyone else's readiness.
     pub fn all_synced(&self) -> bool {
-        self.watches
-            .lock()
-            .values()
-            .all(|w| w.synced.load(Ordering::Acquire))
+        self.watches.lock().values().all(|w| {
+            w.synced.load(Ordering::Acquire)
+                || matches!(
+                    *w.state.lock(),
+                    WatchState::Forbidden(_) | WatchState::Failed(_)
+                )
+        })
     }
 
     fn update_watch_gauge(&self) {

@@ -62,7 +62,7 @@ pub async fn watch_namespaces(client: Client, state: Arc<State>) {
             Api::<PartialObjectMeta<Namespace>>::all(client),
             watcher::Config::default()
         )
-        .default_backoff()
+        .backoff(crate::watches::WatchBackoff::default())
     );
     while let Some(event) = stream.next().await {
         let changed = match event {

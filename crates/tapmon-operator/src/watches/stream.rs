@@ -40,13 +40,20 @@ impl Registry {
                 .with_label_values(&[labels[0], labels[1], t])
         };
         let mut listed: HashSet<(String, String)> = HashSet::new();
-        let mut stream = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+        let mut stream = std::pin::pin!(
+            watcher::watcher(api, config).backoff(crate::watches::WatchBackoff::default())
+        );
         while let Some(item) = stream.next().await {
             if item.is_ok() && watch.synced.load(Ordering::Acquire) {
                 // Events flow again after an error: the kind is being watched.
-                let mut state = watch.state.lock();
-                if *state != WatchState::Watching {
-                    *state = WatchState::Watching;
+                let recovered = {
+                    let mut state = watch.state.lock();
+                    let was = std::mem::replace(&mut *state, WatchState::Watching);
+                    was != WatchState::Watching
+                };
+                if recovered {
+                    info!(watch = %key, "watch recovered");
+                    self.state_changed();
                 }
             }
             match item {
@@ -70,6 +77,7 @@ impl Registry {
                     if !watch.synced.swap(true, Ordering::AcqRel) {
                         info!(watch = %key, "initial list done");
                     }
+                    self.state_changed();
                 }
                 Ok(Event::Apply(obj)) => {
                     events("apply").inc();
@@ -94,7 +102,11 @@ impl Registry {
                         .with_label_values(&[labels[0], labels[1], reason])
                         .inc();
                     warn!(watch = %key, error = %e, "watch failed; retrying with backoff");
+                    let changed = *watch.state.lock() != state;
                     watch.set_state(state);
+                    if changed {
+                        self.state_changed();
+                    }
                 }
             }
         }
