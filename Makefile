@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help demo deps fmt lint test test-unit e2e controlplane ksm generate check-generated bench bench-micro render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test test-unit e2e reliability controlplane ksm generate check-generated bench bench-micro render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -33,6 +33,7 @@ test-unit: ## Every test that needs no Go build and no cluster: unit, CLI, docs 
 	$(CARGO) test -p tapmon-e2e --locked --lib --bins
 
 e2e: controlplane ksm ## Only the end-to-end tests against a real kube-apiserver
+	$(CARGO) build --locked -p tapmon --bin tapmon
 	$(CARGO) test -p tapmon-e2e --locked
 
 controlplane: ## Build (or find cached) the loopback control plane from Go modules
@@ -53,6 +54,10 @@ BENCH_ARGS ?= --objects 1000,10000,50000
 bench: controlplane ksm ## tapmon beside kube-state-metrics on generated objects; writes docs/benchmarks.md
 	$(CARGO) build --release --locked -p tapmon -p tapmon-e2e --bin tapmon --bin tapmon-bench
 	target/release/tapmon-bench $(BENCH_ARGS)
+
+reliability: controlplane ## The fault suite with figures; writes docs/reliability.md (about 6 minutes)
+	$(CARGO) build --locked -p tapmon -p tapmon-e2e --bin tapmon --bin tapmon-reliability
+	target/debug/tapmon-reliability
 
 bench-micro: ## Criterion: the selector engine, evaluate+render per object, scrape of 50k stored objects
 	$(CARGO) bench -p tapmon-selector -p tapmon-exposition -p tapmon-presets --bench select --bench scrape --bench evaluate

@@ -45,12 +45,32 @@ pub(crate) async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
 impl Cluster {
     /// Starts a control plane (building its binary first if needed).
     pub async fn up(name: &str) -> anyhow::Result<Cluster> {
+        Self::up_with_apiserver_flags(name, "").await
+    }
+
+    /// Starts a control plane whose kube-apiserver gets `flags` too (space-separated).
+    pub async fn up_with_apiserver_flags(name: &str, flags: &str) -> anyhow::Result<Cluster> {
         let dir = root()
             .join("target/e2e")
             .join(format!("{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let arg = dir.to_string_lossy().to_string();
-        tokio::task::spawn_blocking(move || cluster_sh(&["up", &arg])).await??;
+        let flags = flags.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let out = Command::new(root().join("e2e/cluster.sh"))
+                .args(["up", &arg])
+                .env("TAPMON_E2E_APISERVER_FLAGS", flags)
+                .output()
+                .context("running e2e/cluster.sh")?;
+            if !out.status.success() {
+                bail!(
+                    "cluster.sh up {arg} failed:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            anyhow::Ok(())
+        })
+        .await??;
         let env = std::fs::read_to_string(dir.join("env"))?
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -110,12 +130,13 @@ impl Cluster {
             .token)
     }
 
-    /// A client that authenticates as `namespace/name` with a TokenRequest token.
-    pub async fn service_account_client(
+    /// A kubeconfig that authenticates as ServiceAccount `namespace/name` with a TokenRequest
+    /// token.
+    pub async fn service_account_kubeconfig(
         &self,
         namespace: &str,
         name: &str,
-    ) -> anyhow::Result<Client> {
+    ) -> anyhow::Result<PathBuf> {
         let token = self.service_account_token(namespace, name).await?;
         let kubeconfig = self.dir.join(format!("{namespace}-{name}.kubeconfig"));
         let ca = &self.env["TAPMON_E2E_CA_CERT"];
@@ -126,7 +147,35 @@ impl Cluster {
                 "apiVersion: v1\nkind: Config\nclusters:\n- name: e2e\n  cluster: {{server: \"{server}\", certificate-authority: \"{ca}\"}}\nusers:\n- name: sa\n  user: {{token: \"{token}\"}}\ncontexts:\n- name: sa\n  context: {{cluster: e2e, user: sa}}\ncurrent-context: sa\n"
             ),
         )?;
-        client_from(&kubeconfig).await
+        Ok(kubeconfig)
+    }
+
+    /// A client that authenticates as `namespace/name` with a TokenRequest token.
+    pub async fn service_account_client(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> anyhow::Result<Client> {
+        client_from(&self.service_account_kubeconfig(namespace, name).await?).await
+    }
+
+    /// Stops kube-apiserver (SIGTERM, or SIGKILL with `kill`) and leaves it down.
+    pub async fn stop_apiserver(&self, kill: bool) -> anyhow::Result<()> {
+        let arg = self.dir.to_string_lossy().to_string();
+        tokio::task::spawn_blocking(move || {
+            if kill {
+                cluster_sh(&["stop-apiserver", "--kill", &arg])
+            } else {
+                cluster_sh(&["stop-apiserver", &arg])
+            }
+        })
+        .await?
+    }
+
+    /// Starts kube-apiserver again and waits until it is ready.
+    pub async fn start_apiserver(&self) -> anyhow::Result<()> {
+        let arg = self.dir.to_string_lossy().to_string();
+        tokio::task::spawn_blocking(move || cluster_sh(&["start-apiserver", &arg])).await?
     }
 }
 

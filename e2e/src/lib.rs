@@ -15,18 +15,23 @@
 //! | [`status`] | a TapMonitor's status, in the API's words |
 //! | [`tls`] | a test CA, TLS clients |
 //! | [`generate`] | many TAP objects for the benchmark |
+//! | [`faults`] | the fault suite: each case, what it measured |
+//! | [`probe`], [`process`] | a process's memory and CPU from /proc; the operator as its own process |
 
 // Test support: a failed setup should stop the test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
 pub mod exposition;
+pub mod faults;
 pub mod fixtures;
 pub mod generate;
 pub mod http;
 pub mod ksm;
 pub mod kube;
 pub mod operator;
+pub mod probe;
+pub mod process;
 pub mod prometheus;
 pub mod status;
 pub mod tls;

@@ -40,6 +40,7 @@ pub async fn operator_identity(cluster: &Cluster) -> anyhow::Result<Client> {
         "clusterrole.yaml",
         "clusterrolebinding.yaml",
         "tenancy.yaml",
+        "leader-election.yaml",
     ] {
         apply_files(&cluster.admin, &[deploy.join(file)], Some("tapmon-system")).await?;
     }
@@ -59,6 +60,11 @@ pub struct Settings {
     pub tls_client: Option<Arc<rustls::ClientConfig>>,
     /// The operator's series limit per monitor.
     pub series_limit: Option<usize>,
+    /// Take part in leader election as this identity (a Lease in `tapmon-system`); without,
+    /// the operator always writes.
+    pub leader: Option<String>,
+    /// Bounds of the metrics server.
+    pub http: Option<tapmon_operator::http::Limits>,
 }
 
 /// The operator, running in this process as its ServiceAccount.
@@ -98,6 +104,11 @@ impl Operator {
             },
             tls_files: settings.tls_files.clone(),
             limits,
+            http: settings.http.unwrap_or_default(),
+            leader: settings
+                .leader
+                .as_deref()
+                .map(|id| tapmon_operator::leader::LeaderConfig::new("tapmon-system", id)),
         };
         let task = tokio::spawn(async move {
             let shutdown = async move {

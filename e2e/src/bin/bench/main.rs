@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod measure;
-mod probe;
 mod report;
 mod scrape;
 mod sides;
@@ -83,9 +82,9 @@ fn control_plane(cluster: &Cluster) -> anyhow::Result<Vec<u32>> {
 /// while a program is measured on core 1.
 fn pin_harness(cluster: &Cluster, cpus: &str) -> anyhow::Result<()> {
     for pid in control_plane(cluster)? {
-        probe::pin(pid, cpus)?;
+        tapmon_e2e::probe::pin(pid, cpus)?;
     }
-    probe::pin(std::process::id(), cpus)
+    tapmon_e2e::probe::pin(std::process::id(), cpus)
 }
 
 /// Control-plane CPU use (share of one core, over a second) below which it counts as idle.
@@ -97,7 +96,7 @@ const IDLE_SHARE: f64 = 0.1;
 async fn control_plane_idle(cluster: &Cluster) -> anyhow::Result<std::time::Duration> {
     let probes = control_plane(cluster)?
         .into_iter()
-        .map(probe::Probe::new)
+        .map(tapmon_e2e::probe::Probe::new)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cpu = || -> anyhow::Result<std::time::Duration> {
         probes.iter().map(|p| Ok(p.read()?.cpu)).sum()

@@ -16,10 +16,10 @@ use tapmon_e2e::generate::{Generator, Instance};
 use tapmon_e2e::{apply_cluster_monitor, cluster_monitors, get, groups_only};
 use tapmon_presets::TapGroup;
 
-use crate::probe::Usage;
 use crate::scrape::{quantile, series_count};
 use crate::sides::{Complete, Programs, Running, Side};
 use tapmon_e2e::http::Client;
+use tapmon_e2e::probe::Usage;
 
 /// How long a count must hold before kube-state-metrics (which has no readiness for custom
 /// resources) counts as complete.

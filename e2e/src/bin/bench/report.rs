@@ -8,8 +8,8 @@ use std::time::Duration;
 use tapmon_e2e::{Cluster, root};
 
 use crate::measure::{Latencies, LeakResult, SideResult};
-use crate::probe::Usage;
 use crate::sides::Side;
+use tapmon_e2e::probe::Usage;
 
 /// What one run measured, and on what.
 pub struct Report {

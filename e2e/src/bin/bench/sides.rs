@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use tapmon_e2e::{Cluster, KubeStateMetrics, free_port};
 
-use crate::probe::{Probe, Usage};
 use crate::scrape::series_count;
 use tapmon_e2e::http::Client;
+use tapmon_e2e::probe::{Probe, Usage};
 
 /// The core the program under test runs on; the control plane and this harness use the other.
 pub const MEASURED_CPU: usize = 1;
@@ -84,6 +84,9 @@ impl Programs<'_> {
                     .arg(self.cluster.kubeconfig())
                     .arg(format!("--metrics-addr={addr}"))
                     .arg(format!("--telemetry-addr={telemetry}"))
+                    // Measured like kube-state-metrics: plain HTTP, one replica.
+                    .arg("--metrics-auth=none")
+                    .arg("--leader-election=false")
                     .env("RUST_LOG", "warn")
                     .stdout(log.try_clone()?)
                     .stderr(log)
