@@ -497,10 +497,15 @@ pub struct Shutdown {
 }
 
 /// Scrapes as fast as it can until the connection is refused; (whole, cut).
-async fn scrape_until_refused(addr: SocketAddr, expected: usize) -> (usize, usize) {
+async fn scrape_while_ready(addr: SocketAddr, expected: usize) -> (usize, usize) {
     let (mut whole, mut cut) = (0, 0);
     let mut client = HttpClient::default();
     loop {
+        // As a Service routes: a new scrape only to a ready pod.
+        match client.request(addr, "/readyz", &[], false).await {
+            Ok(r) if r.status == 200 => {}
+            _ => return (whole, cut),
+        }
         match client.request(addr, PATH, &[], true).await {
             Ok(r) if r.status == 200 => {
                 match std::str::from_utf8(&r.body)
@@ -511,10 +516,7 @@ async fn scrape_until_refused(addr: SocketAddr, expected: usize) -> (usize, usiz
                     _ => cut += 1,
                 }
             }
-            Ok(_) => cut += 1,
-            // Refused: the listener is closed, the end of the run.
-            Err(e) if format!("{e:#}").contains("refused") => return (whole, cut),
-            Err(_) => cut += 1,
+            Ok(_) | Err(_) => cut += 1,
         }
     }
 }
@@ -540,10 +542,12 @@ pub async fn shutdown() -> anyhow::Result<Shutdown> {
         - events_before.get(&ready).copied().unwrap_or(0);
     let restart = (new_ready, flips, writes);
 
-    // SIGTERM while scrapes are running: they finish; new connections are refused.
+    // SIGTERM while scrapes are running: /readyz turns 503 at once and the port keeps
+    // accepting a little longer, so clients that go by readiness move away; those in flight
+    // finish.
     let expected = parse_exposition(&get(op.metrics, PATH).await?.1)?.len();
     let scrapers: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(scrape_until_refused(op.metrics, expected)))
+        .map(|_| tokio::spawn(scrape_while_ready(op.metrics, expected)))
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut op = op;

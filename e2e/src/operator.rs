@@ -104,7 +104,11 @@ impl Operator {
             },
             tls_files: settings.tls_files.clone(),
             limits,
-            http: settings.http.unwrap_or_default(),
+            // No stop delay: nothing routes by this operator's readiness, and tests stop many.
+            http: settings.http.unwrap_or(tapmon_operator::http::Limits {
+                stop_delay: Duration::ZERO,
+                ..Default::default()
+            }),
             leader: settings
                 .leader
                 .as_deref()

@@ -59,6 +59,16 @@ pub struct RunArgs {
     /// Scrapes sent at once at most; more wait briefly, then get 503 with Retry-After.
     #[arg(long, default_value_t = tapmon_operator::http::Limits::default().max_concurrent_scrapes)]
     max_concurrent_scrapes: usize,
+    /// Seconds the ports keep accepting after SIGTERM while `/readyz` says 503, so that clients
+    /// routed by readiness move away first; then in-flight requests finish and the process exits.
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = tapmon_operator::http::Limits::default().stop_delay.as_secs(),
+        // Leaves the drain its time within the 20 s shutdown bound.
+        value_parser = clap::value_parser!(u64).range(0..=10)
+    )]
+    shutdown_delay: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -125,6 +135,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             http: tapmon_operator::http::Limits {
                 max_connections: args.max_connections,
                 max_concurrent_scrapes: args.max_concurrent_scrapes,
+                stop_delay: std::time::Duration::from_secs(args.shutdown_delay),
                 ..Default::default()
             },
             leader: args.leader_election.then(|| {

@@ -170,13 +170,14 @@ async fn main() -> anyhow::Result<()> {
     writeln!(w, "| | |\n|---|---:|")?;
     writeln!(
         w,
-        "| SIGTERM with the API server unreachable → exit | {} (limit {}) |",
+        "| SIGTERM with the API server unreachable → exit | {} (limit {}; {} of it accepting while not ready) |",
         ready_or(shutdown.without_apiserver),
-        secs(tapmon_operator::SHUTDOWN_LIMIT)
+        secs(tapmon_operator::SHUTDOWN_LIMIT),
+        secs(tapmon_operator::http::Limits::default().stop_delay)
     )?;
     writeln!(
         w,
-        "| scrapes running at SIGTERM: whole / cut | {} / {} |",
+        "| scrapes running at SIGTERM (clients going by `/readyz`, as a Service routes): whole / cut | {} / {} |",
         shutdown.in_flight.0, shutdown.in_flight.1
     )?;
     writeln!(

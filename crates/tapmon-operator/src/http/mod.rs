@@ -57,7 +57,10 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// How long a response may make no progress before its client is dropped.
     pub write_stall: Duration,
-    /// How long in-flight requests may run on after shutdown begins.
+    /// How long the port keeps accepting after shutdown begins, `/readyz` saying 503 meanwhile,
+    /// so that clients routed by readiness move away before connections are refused.
+    pub stop_delay: Duration,
+    /// How long in-flight requests may run on once the port is closed.
     pub drain: Duration,
 }
 
@@ -70,6 +73,7 @@ impl Default for Limits {
             scrape_queue: Duration::from_secs(8),
             header_read_timeout: Duration::from_secs(10),
             write_stall: Duration::from_secs(5),
+            stop_delay: Duration::from_secs(3),
             drain: Duration::from_secs(10),
         }
     }
@@ -139,23 +143,29 @@ pub async fn serve(
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut backoff = ACCEPT_BACKOFF_MIN;
-    let mut stopping = false;
+    let mut close_at: Option<tokio::time::Instant> = None;
     loop {
-        let accepted = if stopping {
-            // Connections already queued were made before the stop: serve them rather than
-            // reset them; then close.
-            match listener.accept().now_or_never() {
-                Some(accepted) => accepted,
-                None => break,
-            }
-        } else {
-            tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.wait_for(|s| *s) => {
-                    stopping = true;
-                    continue;
+        let accepted = match close_at {
+            // Closing: connections already queued were made before the close; serve them
+            // rather than reset them.
+            Some(at) if tokio::time::Instant::now() >= at => {
+                match listener.accept().now_or_never() {
+                    Some(accepted) => accepted,
+                    None => break,
                 }
             }
+            // Stopping: not ready, still accepting until the delay is over.
+            Some(at) => tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = tokio::time::sleep_until(at) => continue,
+            },
+            None => tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = stop.wait_for(|s| *s) => {
+                    close_at = Some(tokio::time::Instant::now() + limits.stop_delay);
+                    continue;
+                }
+            },
         };
         let (stream, peer) = match accepted {
             Ok(conn) => {
