@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help demo deps fmt lint test test-unit e2e reliability controlplane ksm generate check-generated bench bench-micro render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test test-unit e2e reliability controlplane ksm tools image generate check-generated bench bench-micro render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -12,9 +12,11 @@ help: ## List the targets
 demo: deps controlplane ## Local control plane + sample TAP environment + operator + Prometheus; Ctrl-C stops
 	$(CARGO) run -q -p tapmon-e2e --locked --bin tapmon-demo
 
-deps: ## Install what the tests use: promtool (Debian prometheus), Python prometheus-client, openssl
-	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
-	@command -v openssl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null; }
+deps: ## Install what the tests use: promtool, openssl, bwrap, musl-gcc (Debian), Python prometheus-client, the musl target
+	@missing=""; for p in promtool:prometheus openssl:openssl bwrap:bubblewrap musl-gcc:musl-tools; do \
+		command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+	@rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
 	@python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install -q --disable-pip-version-check prometheus-client
 	@promtool --version | head -1
 
@@ -25,14 +27,14 @@ lint: ## rustfmt check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: controlplane ksm ## Unit, CLI and end-to-end tests (run `make deps` once first)
+test: controlplane ksm image ## Unit, CLI and end-to-end tests (run `make deps` once first)
 	$(CARGO) test --workspace --locked
 
 test-unit: ## Every test that needs no Go build and no cluster: unit, CLI, docs checks (seconds once built)
 	$(CARGO) test --workspace --locked --exclude tapmon-e2e
 	$(CARGO) test -p tapmon-e2e --locked --lib --bins
 
-e2e: controlplane ksm ## Only the end-to-end tests against a real kube-apiserver
+e2e: controlplane ksm image ## Only the end-to-end tests against a real kube-apiserver
 	$(CARGO) build --locked -p tapmon --bin tapmon
 	$(CARGO) test -p tapmon-e2e --locked
 
@@ -42,12 +44,23 @@ controlplane: ## Build (or find cached) the loopback control plane from Go modul
 ksm: ## Build (or find cached) kube-state-metrics v2.20.0 for the side-by-side test
 	e2e/cluster.sh build-ksm
 
-generate: ## Regenerate crds/ from the TapMonitor and ClusterTapMonitor types and docs/metrics.md from the presets
+tools: ## Build (or find cached) crane and helm from e2e/tools
+	e2e/cluster.sh build-tools
+
+image: ## The container image (static binary, nothing else) as an OCI archive; prints its path last
+	build/image.sh
+
+generate: ## Regenerate crds/ (and the chart's copies) from the types, deploy/ from the chart, docs/metrics.md from the presets
 	$(CARGO) run -q -p tapmon --locked -- crd --dir crds
+	cp crds/tapmon.io_tapmonitors.yaml crds/tapmon.io_clustertapmonitors.yaml charts/tapmon/crds/
+	cp crds/tapmon.io_admission-policy.yaml charts/tapmon/files/
+	$(CARGO) run -q -p tapmon-e2e --locked --bin tapmon-generate-deploy
 	$(CARGO) run -q -p tapmon --locked -- docs > docs/metrics.md
 
 check-generated: generate ## Fail when a generated file differs from the committed one
-	git diff --exit-code -- crds docs/metrics.md
+	@# status, not diff: a generated file that is new and uncommitted counts too
+	@test -z "$$(git status --porcelain -- crds charts deploy docs/metrics.md)" || \
+	  { git status --short -- crds charts deploy docs/metrics.md; git diff -- crds charts deploy docs/metrics.md; exit 1; }
 
 BENCH_ARGS ?= --objects 1000,10000,50000
 

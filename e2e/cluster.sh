@@ -5,6 +5,8 @@
 #
 #   e2e/cluster.sh build                         build the binary (cached), print its path
 #   e2e/cluster.sh build-ksm                     build kube-state-metrics from e2e/ksm (cached), print its path
+#   e2e/cluster.sh build-tools                   build crane and helm from e2e/tools (cached), print the
+#                                                directory holding them
 #   e2e/cluster.sh up STATE_DIR                  start a cluster; prints export KUBECONFIG=...
 #   e2e/cluster.sh down [--remove] STATE_DIR     stop it (TERM, then KILL after a deadline)
 #   e2e/cluster.sh restart-apiserver [--kill] STATE_DIR
@@ -74,6 +76,42 @@ cmd_build_ksm() {
 	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 	log "built in $((SECONDS - start))s"
 	printf '%s\n' "$bin"
+}
+
+# crane and helm, for the image and the chart: built from the Go modules pinned in e2e/tools,
+# cached by the hash of that module's files.
+cmd_build_tools() {
+	(($# == 0)) || die "usage: cluster.sh build-tools"
+	local src=$E2E_DIR/tools hash dir tmp start=$SECONDS tool helm_version kube_minor ldflags
+	# helm stamps its version and the Kubernetes version `helm template` assumes offline (else
+	# 1.20) from link flags, as its own Makefile does.
+	helm_version=$(sed -n 's#^\s*helm.sh/helm/v3 \(v[0-9.]*\)$#\1#p' "$src/go.mod")
+	kube_minor=$(sed -n 's#^\s*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$src/go.mod")
+	[[ -n $helm_version && -n $kube_minor ]] || die "e2e/tools/go.mod: no helm or client-go version"
+	ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version"
+	for pkg in chartutil lint/rules; do
+		ldflags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
+	done
+	hash=$( (cd "$src" && cat go.mod go.sum tools.go && echo "$ldflags") | sha256sum | cut -c1-16)
+	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/tools-$hash
+	if [[ -x $dir/helm && -x $dir/crane ]]; then
+		printf '%s\n' "$dir"
+		return
+	fi
+	need go
+	log "building crane and helm into $dir (a few minutes on two cores)"
+	mkdir -p "$(dirname "$dir")"
+	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+	chmod 755 "$tmp"
+	for tool in github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm; do
+		if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$tool"); then
+			rm -rf "$tmp"
+			die "go build of $tool failed"
+		fi
+	done
+	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+	log "built in $((SECONDS - start))s"
+	printf '%s\n' "$dir"
 }
 
 cmd_build() {
@@ -675,6 +713,7 @@ main() {
 	case $verb in
 	build) cmd_build "$@" ;;
 	build-ksm) cmd_build_ksm "$@" ;;
+	build-tools) cmd_build_tools "$@" ;;
 	up) cmd_up "$@" ;;
 	down) cmd_down "$@" ;;
 	stop-apiserver) cmd_apiserver stop "$@" ;;

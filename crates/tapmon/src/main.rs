@@ -14,10 +14,25 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tapmon_exposition::Format;
 use tapmon_presets::TapGroup;
 
+// The static (musl) build: musl's own allocator serialises the runtime's threads.
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// What `--version` prints after the name: the crate's version, and the source revision when the
+/// build was given one (`TAPMON_REVISION`, as `make image` and releases do).
+pub(crate) static VERSION: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| match option_env!("TAPMON_REVISION") {
+        Some(revision) if !revision.is_empty() => {
+            format!("{} (revision {revision})", env!("CARGO_PKG_VERSION"))
+        }
+        _ => env!("CARGO_PKG_VERSION").to_owned(),
+    });
+
 #[derive(Parser)]
 #[command(
     name = "tapmon",
-    version,
+    version = VERSION.as_str(),
     about = "Prometheus metrics for Tanzu Application Platform resources"
 )]
 struct Cli {

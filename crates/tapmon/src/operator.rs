@@ -105,6 +105,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        tracing::info!(version = %*crate::VERSION, "tapmon operator starting");
         let client = client(args.kubeconfig.as_deref()).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
