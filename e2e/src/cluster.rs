@@ -90,6 +90,34 @@ impl Cluster {
         self.dir.join("admin.kubeconfig")
     }
 
+    /// A value of the cluster's `env` file: `key` without the `TAPMON_E2E_` prefix, such as
+    /// `APISERVER_PORT` or `CA_CERT`.
+    pub fn env(&self, key: &str) -> anyhow::Result<&str> {
+        self.env
+            .get(&format!("TAPMON_E2E_{key}"))
+            .map(String::as_str)
+            .with_context(|| format!("no TAPMON_E2E_{key} in the cluster's env"))
+    }
+
+    /// Runs the control plane's own `kubectl` as cluster-admin; its stdout, or its stderr as
+    /// the error.
+    pub async fn kubectl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = tokio::process::Command::new(self.env("BIN")?);
+        command
+            .arg("kubectl")
+            .arg(format!("--kubeconfig={}", self.kubeconfig().display()))
+            .args(args);
+        let out = command.output().await.context("running kubectl")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
     /// Restarts kube-apiserver with the same flags and port, and waits until it is ready.
     pub async fn restart_apiserver(&self) -> anyhow::Result<()> {
         let arg = self.dir.to_string_lossy().to_string();

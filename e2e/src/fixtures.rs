@@ -29,7 +29,11 @@ pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
-    files.retain(|p| p.extension().is_some_and(|e| e == "yaml"));
+    // A kustomization lists objects; it is not one.
+    files.retain(|p| {
+        p.extension().is_some_and(|e| e == "yaml")
+            && p.file_name().is_some_and(|n| n != "kustomization.yaml")
+    });
     files.sort();
     Ok(files)
 }

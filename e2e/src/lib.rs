@@ -17,6 +17,8 @@
 //! | [`generate`] | many TAP objects for the benchmark |
 //! | [`faults`] | the fault suite: each case, what it measured |
 //! | [`probe`], [`process`] | a process's memory and CPU from /proc; the operator as its own process |
+//! | [`install`] | the Helm chart and `deploy/` rendered as users render them; `deploy/` from the chart |
+//! | [`image`] | the container image unpacked and run as the kubelet would run it |
 
 // Test support: a failed setup should stop the test with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -27,6 +29,8 @@ pub mod faults;
 pub mod fixtures;
 pub mod generate;
 pub mod http;
+pub mod image;
+pub mod install;
 pub mod ksm;
 pub mod kube;
 pub mod operator;

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Cluster;
 use crate::fixtures::{load_tap_environment, root, yaml_files};
 use crate::http::{Client as HttpClient, free_port, get};
-use crate::kube::{apply_files, install_crds};
+use crate::kube::{apply, install_crds};
 use crate::tls::insecure_client;
 use crate::wait::eventually;
 
@@ -30,19 +30,20 @@ pub async fn cluster_with_operator(
     Ok((cluster, operator))
 }
 
-/// Installs the operator's RBAC from `deploy/` and returns a client for its ServiceAccount.
+/// What of `deploy/` the tests leave out: they run the operator themselves.
+const NOT_INSTALLED: &[&str] = &["Deployment", "Service", "PodDisruptionBudget"];
+
+/// Installs the CRDs and the operator's namespace and RBAC from `deploy/`, as kustomize renders
+/// it, and returns a client for its ServiceAccount.
 pub async fn operator_identity(cluster: &Cluster) -> anyhow::Result<Client> {
     install_crds(&cluster.admin, &yaml_files(&root().join("crds"))?).await?;
-    let deploy = root().join("deploy");
-    for file in [
-        "namespace.yaml",
-        "serviceaccount.yaml",
-        "clusterrole.yaml",
-        "clusterrolebinding.yaml",
-        "tenancy.yaml",
-        "leader-election.yaml",
-    ] {
-        apply_files(&cluster.admin, &[deploy.join(file)], Some("tapmon-system")).await?;
+    let rendered =
+        tokio::task::spawn_blocking(|| crate::install::kustomize(&root().join("deploy"))).await??;
+    for obj in crate::install::objects(&rendered)? {
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        if !NOT_INSTALLED.contains(&kind) {
+            apply(&cluster.admin, obj, None).await?;
+        }
     }
     cluster
         .service_account_client("tapmon-system", "tapmon")
