@@ -405,7 +405,16 @@ async fn a_kind_the_operator_may_not_watch_is_forbidden_in_status_and_the_rest_w
     .await;
     assert_eq!(
         condition(&status, ConditionType::Ready).reason,
-        Reason::WatchFailed.as_str()
+        Reason::WatchForbidden.as_str()
+    );
+    // It does not mend itself: Stalled (kstatus Failed), naming what to grant.
+    let stalled = condition(&status, ConditionType::Stalled);
+    assert!(stalled.is_true(), "{stalled:?}");
+    assert!(
+        stalled.message.contains("builds.kpack.io")
+            && stalled.message.contains("aggregate-to-tapmon"),
+        "{}",
+        stalled.message
     );
     eventually("other kinds still served", WAIT, || async {
         let s = operator.scrape_cluster("tap").await?;

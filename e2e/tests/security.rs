@@ -408,6 +408,10 @@ async fn objects_of_the_same_name_the_monitor_does_not_own_are_left_untouched() 
         message.contains("ConfigMap dev-team-a/web-overview exists and is not this monitor's"),
         "{message}"
     );
+    // Only a rename or a delete mends it: Stalled, which kstatus reads as Failed.
+    let stalled = condition(&web, ConditionType::Stalled);
+    assert!(stalled.is_true(), "{stalled:?}");
+    assert_eq!(stalled.reason, Reason::PublishFailed.as_str());
     // web's own ServiceMonitor, a name nobody else holds, is published as usual.
     assert_eq!(
         condition(&web, ConditionType::ServiceMonitor).reason,

@@ -85,6 +85,10 @@ vocabulary! {
         InitialList = "InitialList",
         /// Not ready: a kind cannot be watched (see `status.kinds`).
         WatchFailed = "WatchFailed",
+        /// Stalled: the operator may not list and watch a kind; an administrator must grant it.
+        WatchForbidden = "WatchForbidden",
+        /// Not ready: a published object could not be written (see its condition).
+        PublishFailed = "PublishFailed",
         /// Part of the config is invalid and left out (the message names each place).
         InvalidConfig = "InvalidConfig",
         /// The spec cannot be used at all (a selector does not parse).

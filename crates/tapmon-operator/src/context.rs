@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::discovery::DiscoveryCache;
 use crate::monitor::MonitorKey;
 use crate::publish::OperatorService;
+use crate::reconcile::MonitorHealth;
 use crate::state::State;
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::validate::Limits;
@@ -38,6 +39,8 @@ pub struct Context {
     pub limits: Limits,
     /// Whether this replica leads (holds the lease) and so writes.
     pub leader: watch::Receiver<bool>,
+    /// The health of each monitor's status as last written, for `tapmon_monitors_by_health`.
+    pub health: Mutex<HashMap<MonitorKey, MonitorHealth>>,
 }
 
 impl Context {
@@ -73,6 +76,7 @@ impl Context {
             service,
             limits,
             leader,
+            health: Mutex::new(HashMap::new()),
         }))
     }
 }

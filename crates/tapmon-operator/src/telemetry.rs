@@ -37,6 +37,9 @@ pub struct Telemetry {
     pub monitors: IntGauge,
     /// 1 while this replica holds the lease and writes.
     pub leader: IntGauge,
+    /// Monitors by the health of the status this replica last wrote (`ready`, `progressing`,
+    /// `stalled`); only the leader's is current, so alerts join it with `tapmon_leader`.
+    pub monitors_by_health: IntGaugeVec,
     /// Status patches written.
     pub status_writes: IntCounter,
     /// Events published.
@@ -132,6 +135,14 @@ impl Telemetry {
             "1 while this replica holds the lease and writes status, Events and published objects.",
         )?;
         register(Box::new(leader.clone()))?;
+        let monitors_by_health = IntGaugeVec::new(
+            Opts::new(
+                "tapmon_monitors_by_health",
+                "Monitors by the health of their status as this replica last wrote it (ready, progressing, stalled); current on the leader only.",
+            ),
+            &["health"],
+        )?;
+        register(Box::new(monitors_by_health.clone()))?;
         let mut plain = |name: &str, help: &str| -> Result<IntCounter, TelemetryError> {
             let c = IntCounter::new(name, help)?;
             register(Box::new(c.clone()))?;
@@ -168,6 +179,7 @@ impl Telemetry {
             reconcile_duration,
             monitors,
             leader,
+            monitors_by_health,
             status_writes,
             events,
             accept_errors,

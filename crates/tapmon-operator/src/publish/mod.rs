@@ -117,6 +117,31 @@ impl Published {
     }
 }
 
+/// How a publish outcome weighs on the monitor's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishHealth {
+    /// Applied, disabled, or waiting for its CRD: nothing wrong with the monitor.
+    Fine,
+    /// Failed in a way a retry may mend (the API server unavailable, a timeout).
+    Retrying,
+    /// Failed in a way only a change mends: the object's content, its name, or the operator's
+    /// rights.
+    NeedsChange,
+}
+
+impl Published {
+    /// How this outcome weighs on the monitor's health.
+    pub fn health(&self) -> PublishHealth {
+        match self {
+            Published::Applied | Published::Disabled | Published::NotInstalled => {
+                PublishHealth::Fine
+            }
+            Published::Failed(e) if e.needs_change() => PublishHealth::NeedsChange,
+            Published::Failed(_) => PublishHealth::Retrying,
+        }
+    }
+}
+
 /// Why a published object could not be written.
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
 pub enum PublishError {
@@ -186,6 +211,24 @@ pub enum PublishError {
         /// The encoder's error.
         source: serde_json::Error,
     },
+}
+
+impl PublishError {
+    /// True when retrying the same write cannot succeed: the API server judged the object
+    /// invalid (400, 422) or the operator not allowed (403), another owner holds the name, or
+    /// the dashboard does not fit.
+    pub fn needs_change(&self) -> bool {
+        match self {
+            PublishError::Conflict { .. }
+            | PublishError::DashboardTooLarge { .. }
+            | PublishError::Encode { .. } => true,
+            PublishError::Apply { source, .. }
+            | PublishError::Read { source, .. }
+            | PublishError::Delete { source, .. } => {
+                matches!(source.as_ref(), kube::Error::Api(s) if matches!(s.code, 400 | 403 | 422))
+            }
+        }
+    }
 }
 
 /// The API server's own message for an API error (its `Status.message`, which names the field

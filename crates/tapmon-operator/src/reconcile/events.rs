@@ -31,10 +31,14 @@ fn event(type_: EventType, reason: EventReason, note: String, action: &str) -> E
 /// The Events between `before` and `after`, in the order they are published.
 pub fn events(before: &TapMonitorStatus, after: &TapMonitorStatus) -> Vec<Event> {
     let mut out = Vec::new();
-    let stalled = |s| condition(s, ConditionType::Stalled).map(|(st, _, m)| (st, m));
-    if let Some((status, message)) = stalled(after)
+    // Stalled by its config or spec; a kind or a published object that stalls it has its own
+    // Event.
+    let stalled = |s| condition(s, ConditionType::Stalled);
+    if let Some((status, reason, message)) = stalled(after)
         && status == status_str(true)
-        && stalled(before) != Some((status, message))
+        && reason != Reason::WatchForbidden.as_str()
+        && reason != Reason::PublishFailed.as_str()
+        && stalled(before) != Some((status, reason, message))
     {
         out.push(event(
             EventType::Warning,

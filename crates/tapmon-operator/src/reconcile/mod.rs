@@ -28,7 +28,7 @@ use kube::runtime::controller::Action;
 use tapmon_api::TapMonitorStatus;
 use tracing::{info, warn};
 
-pub use status::{KindObserved, Observed, Stamp, WatchObserved};
+pub use status::{KindObserved, MonitorHealth, Observed, Stamp, WatchObserved};
 
 use crate::context::Context;
 use crate::monitor::Monitor;
@@ -151,6 +151,24 @@ pub fn forget(ctx: &Context, key: &MonitorKey) {
     }
     ctx.state.remove(key);
     ctx.failures.lock().remove(key);
+    record_health(ctx, key, None);
+}
+
+/// Sets (or, for a monitor that is gone, drops) a monitor's health and recounts the gauge.
+fn record_health(ctx: &Context, key: &MonitorKey, health: Option<MonitorHealth>) {
+    let mut all = ctx.health.lock();
+    match health {
+        Some(h) => all.insert(key.clone(), h),
+        None => all.remove(key),
+    };
+    for h in MonitorHealth::ALL {
+        let count = all.values().filter(|v| **v == h).count();
+        ctx.state
+            .telemetry
+            .monitors_by_health
+            .with_label_values(&[h.as_str()])
+            .set(count as i64);
+    }
 }
 
 /// What to do after a failed reconcile: count it by variant and retry with backoff.
@@ -255,6 +273,11 @@ fn observe<'m>(monitor: &'m Monitor, plan: &Plan, ctx: &Context) -> Observed<'m>
                 let stats = monitor.stats(watch);
                 WatchObserved {
                     version: watch.kind.version.clone(),
+                    resource: if watch.kind.group.is_empty() {
+                        watch.kind.plural.clone()
+                    } else {
+                        format!("{}.{}", watch.kind.plural, watch.kind.group)
+                    },
                     state,
                     synced,
                     objects: stats.objects,
@@ -337,12 +360,7 @@ async fn apply(
     let published = publish::publish(&ctx.client, m, &ctx.service, installed).await;
 
     // Status (pure), then Events (pure) and the writes.
-    let mut status = status::monitor_status(&observed, stamp);
-    status.conditions.extend(
-        published
-            .iter()
-            .map(|(kind, outcome)| status::publish_condition(*kind, outcome, stamp)),
-    );
+    let status = status::monitor_status(&observed, &published, stamp);
     write_status(ctx, api, &m.key, &reference, stamp.previous, &status).await?;
     Ok(requeue)
 }
@@ -357,7 +375,11 @@ async fn write_status(
     previous: &TapMonitorStatus,
     status: &TapMonitorStatus,
 ) -> Result<(), Error> {
-    if !ctx.leads() || status == previous {
+    if !ctx.leads() {
+        return Ok(());
+    }
+    record_health(ctx, key, Some(MonitorHealth::of(status)));
+    if status == previous {
         return Ok(());
     }
     announce(ctx, reference, previous, status).await;

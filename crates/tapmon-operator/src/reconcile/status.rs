@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use tapmon_api::{ConditionType, KindState, KindStatus, Reason, TapMonitorStatus, status_str};
 use tapmon_crs::ConfigError;
 
-use crate::publish::{PublishKind, Published};
+use crate::publish::{PublishHealth, PublishKind, Published};
 use crate::watches::WatchState;
 
 /// Longest condition message; longer ones are cut with an ellipsis.
@@ -32,6 +32,8 @@ pub struct KindObserved {
 pub struct WatchObserved {
     /// The version watched.
     pub version: String,
+    /// The resource as RBAC names it: `plural.group` (`plural` in the core group).
+    pub resource: String,
     /// The watch's state; `None` when it is not running yet.
     pub state: Option<WatchState>,
     /// Whether its initial list is done.
@@ -80,6 +82,52 @@ impl Observed<'_> {
                     Some(WatchState::Forbidden(_) | WatchState::Failed(_))
                 )
         })
+    }
+}
+
+/// A monitor's health as kstatus reads its conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MonitorHealth {
+    /// Ready (kstatus Current).
+    Ready,
+    /// Not ready yet, still being worked on (kstatus InProgress).
+    Progressing,
+    /// Not ready until something changes (kstatus Failed).
+    Stalled,
+}
+
+impl MonitorHealth {
+    /// Every value.
+    pub const ALL: [MonitorHealth; 3] = [
+        MonitorHealth::Ready,
+        MonitorHealth::Progressing,
+        MonitorHealth::Stalled,
+    ];
+
+    /// The `health` label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MonitorHealth::Ready => "ready",
+            MonitorHealth::Progressing => "progressing",
+            MonitorHealth::Stalled => "stalled",
+        }
+    }
+
+    /// The health `status` says.
+    pub fn of(status: &TapMonitorStatus) -> MonitorHealth {
+        let is_true = |t: ConditionType| {
+            status
+                .conditions
+                .iter()
+                .any(|c| c.type_ == t && c.status == status_str(true))
+        };
+        if is_true(ConditionType::Stalled) {
+            MonitorHealth::Stalled
+        } else if is_true(ConditionType::Ready) {
+            MonitorHealth::Ready
+        } else {
+            MonitorHealth::Progressing
+        }
     }
 }
 
@@ -188,8 +236,25 @@ fn kind_status(k: &KindObserved) -> KindStatus {
     }
 }
 
-/// The status of a monitor from what was observed: kinds, totals and the kstatus conditions.
-pub fn monitor_status(observed: &Observed<'_>, stamp: Stamp<'_>) -> TapMonitorStatus {
+/// The label that aggregates a ClusterRole into the operator's rights for extra kinds.
+const AGGREGATE_LABEL: &str = "tapmon.io/aggregate-to-tapmon";
+
+/// Why a monitor is not Ready, from the most to the least fundamental.
+struct NotReady {
+    reason: Reason,
+    message: String,
+    /// Only a change (to the monitor, the cluster's RBAC or a conflicting object) mends it:
+    /// kstatus reads Stalled as Failed, so Flux and Argo CD report it instead of waiting.
+    stalled: bool,
+}
+
+/// The status of a monitor from what was observed and what became of its published objects:
+/// kinds, totals, the kstatus conditions and one condition per published kind.
+pub fn monitor_status(
+    observed: &Observed<'_>,
+    published: &[(PublishKind, Published)],
+    stamp: Stamp<'_>,
+) -> TapMonitorStatus {
     let kinds: Vec<KindStatus> = observed.kinds.iter().map(kind_status).collect();
     // Per kind, an object read by two resources counts once; series add up.
     let objects: i64 = kinds.iter().map(|k| k.objects).sum();
@@ -198,69 +263,129 @@ pub fn monitor_status(observed: &Observed<'_>, stamp: Stamp<'_>) -> TapMonitorSt
         .iter()
         .filter_map(|k| k.watch.as_ref())
         .all(|w| w.synced);
-    let failing: Vec<String> = kinds
-        .iter()
-        .filter(|k| k.state.is_failure())
-        .map(|k| format!("{} ({})", k.kind, k.state))
-        .collect();
-    let stalled = !observed.problems.is_empty();
-    let (ready, reason, message) = if stalled {
+    let not_ready = not_ready(observed, &kinds, published, synced);
+    let (ready, reason, message, stalled) = match &not_ready {
+        Some(n) => (false, n.reason, n.message.as_str(), n.stalled),
+        None => (true, Reason::Watching, "", false),
+    };
+    let watching = format!(
+        "watching {} kinds",
+        kinds
+            .iter()
+            .filter(|k| k.state == KindState::Watching)
+            .count()
+    );
+    let message = if ready { watching.as_str() } else { message };
+    let reconciling = !ready && !stalled;
+    let mut conditions = vec![
+        stamp.condition(ConditionType::Ready, ready, reason, message),
+        stamp.condition(
+            ConditionType::Reconciling,
+            reconciling,
+            if reconciling { reason } else { Reason::Done },
+            if reconciling { message } else { "" },
+        ),
+        stamp.condition(
+            ConditionType::Stalled,
+            stalled,
+            if stalled { reason } else { Reason::Valid },
+            if stalled { message } else { "" },
+        ),
+        series_limit_condition(observed, stamp),
+    ];
+    conditions.extend(
+        published
+            .iter()
+            .map(|(kind, outcome)| publish_condition(*kind, outcome, stamp)),
+    );
+    TapMonitorStatus {
+        observed_generation: Some(stamp.generation),
+        conditions,
+        kinds,
+        objects,
+        series: observed.series as i64,
+    }
+}
+
+/// Why the monitor is not Ready, if it is not: its config, then the kinds it may not watch
+/// (stalled: an administrator must grant them), then published objects that failed, then
+/// kinds that fail for other reasons or are still being listed.
+fn not_ready(
+    observed: &Observed<'_>,
+    kinds: &[KindStatus],
+    published: &[(PublishKind, Published)],
+    synced: bool,
+) -> Option<NotReady> {
+    if !observed.problems.is_empty() {
         let problems: Vec<String> = observed
             .problems
             .iter()
             .map(|p| p.placed(observed.own_from).to_string())
             .collect();
-        (
-            false,
-            Reason::InvalidConfig,
-            truncate(&problems.join("; "), MESSAGE_LIMIT),
-        )
-    } else if !failing.is_empty() {
-        (
-            false,
-            Reason::WatchFailed,
-            format!("cannot watch: {}", failing.join(", ")),
-        )
-    } else if !synced {
-        (
-            false,
-            Reason::InitialList,
-            "waiting for the initial list of every kind".to_owned(),
-        )
-    } else {
-        let watching = kinds
-            .iter()
-            .filter(|k| k.state == KindState::Watching)
-            .count();
-        (true, Reason::Watching, format!("watching {watching} kinds"))
-    };
-    let reconciling = !ready && !stalled;
-    TapMonitorStatus {
-        observed_generation: Some(stamp.generation),
-        conditions: vec![
-            stamp.condition(ConditionType::Ready, ready, reason, &message),
-            stamp.condition(
-                ConditionType::Reconciling,
-                reconciling,
-                if reconciling { reason } else { Reason::Done },
-                if reconciling { &message } else { "" },
-            ),
-            stamp.condition(
-                ConditionType::Stalled,
-                stalled,
-                if stalled {
-                    Reason::InvalidConfig
-                } else {
-                    Reason::Valid
-                },
-                if stalled { &message } else { "" },
-            ),
-            series_limit_condition(observed, stamp),
-        ],
-        kinds,
-        objects,
-        series: observed.series as i64,
+        return Some(NotReady {
+            reason: Reason::InvalidConfig,
+            message: truncate(&problems.join("; "), MESSAGE_LIMIT),
+            stalled: true,
+        });
     }
+    let forbidden: Vec<&str> = observed
+        .kinds
+        .iter()
+        .filter_map(|k| k.watch.as_ref())
+        .filter(|w| matches!(w.state, Some(WatchState::Forbidden(_))))
+        .map(|w| w.resource.as_str())
+        .collect();
+    if !forbidden.is_empty() {
+        return Some(NotReady {
+            reason: Reason::WatchForbidden,
+            message: truncate(
+                &format!(
+                    "the operator may not list and watch {}: a cluster administrator can grant get, list and watch on them in a ClusterRole labelled {AGGREGATE_LABEL}: \"true\"; the other kinds are served meanwhile",
+                    forbidden.join(", ")
+                ),
+                MESSAGE_LIMIT,
+            ),
+            stalled: true,
+        });
+    }
+    let failed: Vec<(&PublishKind, &Published)> = published
+        .iter()
+        .filter(|(_, p)| p.health() != PublishHealth::Fine)
+        .map(|(k, p)| (k, p))
+        .collect();
+    if !failed.is_empty() {
+        let messages: Vec<String> = failed
+            .iter()
+            .map(|(_, p)| match p {
+                Published::Failed(e) => e.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        return Some(NotReady {
+            reason: Reason::PublishFailed,
+            message: truncate(&messages.join("; "), MESSAGE_LIMIT),
+            stalled: failed
+                .iter()
+                .any(|(_, p)| p.health() == PublishHealth::NeedsChange),
+        });
+    }
+    let failing: Vec<String> = kinds
+        .iter()
+        .filter(|k| k.state.is_failure())
+        .map(|k| format!("{} ({})", k.kind, k.state))
+        .collect();
+    if !failing.is_empty() {
+        return Some(NotReady {
+            reason: Reason::WatchFailed,
+            message: format!("cannot watch: {}", failing.join(", ")),
+            stalled: false,
+        });
+    }
+    (!synced).then(|| NotReady {
+        reason: Reason::InitialList,
+        message: "waiting for the initial list of every kind".to_owned(),
+        stalled: false,
+    })
 }
 
 /// Whether the series limit left objects out.
@@ -287,7 +412,7 @@ fn series_limit_condition(observed: &Observed<'_>, stamp: Stamp<'_>) -> Conditio
 }
 
 /// The condition reporting what became of a published kind.
-pub fn publish_condition(kind: PublishKind, published: &Published, stamp: Stamp<'_>) -> Condition {
+fn publish_condition(kind: PublishKind, published: &Published, stamp: Stamp<'_>) -> Condition {
     let k = kind.condition().as_str();
     let message = match published {
         Published::Applied => String::new(),
@@ -323,6 +448,7 @@ mod tests {
             kind: name.into(),
             watch: Some(WatchObserved {
                 version: "v1".into(),
+                resource: format!("{}s.g", name.to_lowercase()),
                 state,
                 synced,
                 objects: 2,
@@ -353,7 +479,7 @@ mod tests {
             own_from: 0,
         };
         assert!(!observed.settling());
-        let first = monitor_status(&observed, stamp(&TapMonitorStatus::default()));
+        let first = monitor_status(&observed, &[], stamp(&TapMonitorStatus::default()));
         let ready = condition(&first, ConditionType::Ready);
         assert_eq!(ready.status, status_str(true));
         assert!(ready.reason == Reason::Watching);
@@ -365,7 +491,7 @@ mod tests {
             now: Timestamp::from_second(1_900_000_000).unwrap(),
             ..stamp(&first)
         };
-        let again = monitor_status(&observed, later);
+        let again = monitor_status(&observed, &[], later);
         assert_eq!(
             condition(&again, ConditionType::Ready).last_transition_time,
             ready.last_transition_time
@@ -373,7 +499,7 @@ mod tests {
     }
 
     #[test]
-    fn a_forbidden_kind_keeps_the_monitor_reconciling() {
+    fn a_forbidden_kind_stalls_the_monitor_and_names_the_grant() {
         let observed = Observed {
             kinds: vec![kind("B", Some(WatchState::Forbidden("no".into())), false)],
             series: 0,
@@ -383,11 +509,19 @@ mod tests {
             own_from: 0,
         };
         assert!(observed.settling());
-        let s = monitor_status(&observed, stamp(&TapMonitorStatus::default()));
-        assert!(condition(&s, ConditionType::Ready).reason == Reason::WatchFailed);
-        assert_eq!(
-            condition(&s, ConditionType::Reconciling).message,
-            "cannot watch: B (Forbidden)"
+        let s = monitor_status(&observed, &[], stamp(&TapMonitorStatus::default()));
+        assert!(condition(&s, ConditionType::Ready).reason == Reason::WatchForbidden);
+        assert_eq!(condition(&s, ConditionType::Reconciling).status, "False");
+        let stalled = condition(&s, ConditionType::Stalled);
+        assert_eq!(stalled.status, "True");
+        assert!(stalled.reason == Reason::WatchForbidden);
+        assert!(
+            stalled
+                .message
+                .starts_with("the operator may not list and watch bs.g: ")
+                && stalled.message.contains("tapmon.io/aggregate-to-tapmon"),
+            "{}",
+            stalled.message
         );
         assert_eq!(s.kinds[0].message.as_deref(), Some("no"));
         let limit = condition(&s, ConditionType::SeriesLimit);
@@ -397,5 +531,89 @@ mod tests {
             "{}",
             limit.message
         );
+    }
+
+    fn synced() -> Observed<'static> {
+        Observed {
+            kinds: vec![kind("A", Some(WatchState::Watching), true)],
+            series: 5,
+            series_limit: 10,
+            left_out: 0,
+            problems: &[],
+            own_from: 0,
+        }
+    }
+
+    fn api_failure(code: u16, message: &str) -> Published {
+        let status: kube::core::Status =
+            serde_json::from_value(serde_json::json!({"code": code, "message": message})).unwrap();
+        Published::Failed(crate::publish::PublishError::Apply {
+            kind: "ServiceMonitor",
+            namespace: "team-a".into(),
+            name: "tap".into(),
+            source: Box::new(kube::Error::Api(Box::new(status))),
+        })
+    }
+
+    #[test]
+    fn a_rejected_published_object_stalls_the_monitor_with_the_api_servers_words_once() {
+        let published = [
+            (
+                PublishKind::ServiceMonitor,
+                api_failure(422, "spec.endpoints: Invalid value"),
+            ),
+            (PublishKind::PrometheusRule, Published::Applied),
+        ];
+        let s = monitor_status(&synced(), &published, stamp(&TapMonitorStatus::default()));
+        let ready = condition(&s, ConditionType::Ready);
+        assert_eq!(ready.status, "False");
+        assert!(ready.reason == Reason::PublishFailed);
+        assert_eq!(
+            ready.message,
+            "failed to apply ServiceMonitor team-a/tap: spec.endpoints: Invalid value"
+        );
+        assert_eq!(condition(&s, ConditionType::Stalled).status, "True");
+        assert_eq!(condition(&s, ConditionType::Reconciling).status, "False");
+        let sm = condition(&s, ConditionType::ServiceMonitor);
+        assert!(sm.reason == Reason::ApplyFailed);
+        assert_eq!(condition(&s, ConditionType::PrometheusRule).status, "True");
+    }
+
+    #[test]
+    fn an_unavailable_api_server_keeps_the_monitor_reconciling_and_a_conflict_stalls_it() {
+        let published = [(PublishKind::ServiceMonitor, api_failure(503, "unavailable"))];
+        let s = monitor_status(&synced(), &published, stamp(&TapMonitorStatus::default()));
+        assert_eq!(condition(&s, ConditionType::Ready).status, "False");
+        assert_eq!(condition(&s, ConditionType::Reconciling).status, "True");
+        assert_eq!(condition(&s, ConditionType::Stalled).status, "False");
+
+        let conflict = Published::Failed(crate::publish::PublishError::Conflict {
+            kind: "ConfigMap",
+            namespace: "team-a".into(),
+            name: "tap-overview".into(),
+            owner: "no owner".into(),
+        });
+        let s = monitor_status(
+            &synced(),
+            &[(PublishKind::Dashboards, conflict)],
+            stamp(&TapMonitorStatus::default()),
+        );
+        let stalled = condition(&s, ConditionType::Stalled);
+        assert_eq!(stalled.status, "True");
+        assert!(
+            stalled.message.contains("is not this monitor's"),
+            "{}",
+            stalled.message
+        );
+        // Disabled and not-installed publishing is no failure.
+        let s = monitor_status(
+            &synced(),
+            &[
+                (PublishKind::ServiceMonitor, Published::NotInstalled),
+                (PublishKind::Dashboards, Published::Disabled),
+            ],
+            stamp(&TapMonitorStatus::default()),
+        );
+        assert_eq!(condition(&s, ConditionType::Ready).status, "True");
     }
 }
