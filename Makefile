@@ -12,8 +12,8 @@ help: ## List the targets
 demo: deps controlplane ## Local control plane + sample TAP environment + operator + Prometheus; Ctrl-C stops
 	$(CARGO) run -q -p tapmon-e2e --locked --bin tapmon-demo
 
-deps: ## Install what the tests use: promtool, openssl, bwrap, musl-gcc (Debian), Python prometheus-client, the musl target
-	@missing=""; for p in promtool:prometheus openssl:openssl bwrap:bubblewrap musl-gcc:musl-tools; do \
+deps: ## Install what the tests use: promtool, openssl, bwrap, musl-gcc, lua5.1 (Debian), Python prometheus-client, the musl target
+	@missing=""; for p in promtool:prometheus openssl:openssl bwrap:bubblewrap musl-gcc:musl-tools lua5.1:lua5.1; do \
 		command -v $${p%%:*} >/dev/null || missing="$$missing $${p#*:}"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
 	@rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl

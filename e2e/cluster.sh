@@ -5,7 +5,7 @@
 #
 #   e2e/cluster.sh build                         build the binary (cached), print its path
 #   e2e/cluster.sh build-ksm                     build kube-state-metrics from e2e/ksm (cached), print its path
-#   e2e/cluster.sh build-tools                   build crane and helm from e2e/tools (cached), print the
+#   e2e/cluster.sh build-tools                   build crane, helm, kstatus and grafana-validate from e2e/tools (cached), print the
 #                                                directory holding them
 #   e2e/cluster.sh up STATE_DIR                  start a cluster; prints export KUBECONFIG=...
 #   e2e/cluster.sh down [--remove] STATE_DIR     stop it (TERM, then KILL after a deadline)
@@ -92,18 +92,18 @@ cmd_build_tools() {
 	for pkg in chartutil lint/rules; do
 		ldflags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
 	done
-	hash=$( (cd "$src" && cat go.mod go.sum tools.go && echo "$ldflags") | sha256sum | cut -c1-16)
+	hash=$( (cd "$src" && cat go.mod go.sum tools.go kstatus/main.go grafana-validate/main.go && echo "$ldflags") | sha256sum | cut -c1-16)
 	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/tools-$hash
-	if [[ -x $dir/helm && -x $dir/crane ]]; then
+	if [[ -x $dir/helm && -x $dir/crane && -x $dir/kstatus && -x $dir/grafana-validate ]]; then
 		printf '%s\n' "$dir"
 		return
 	fi
 	need go
-	log "building crane and helm into $dir (a few minutes on two cores)"
+	log "building crane, helm, kstatus and grafana-validate into $dir (a few minutes on two cores)"
 	mkdir -p "$(dirname "$dir")"
 	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 	chmod 755 "$tmp"
-	for tool in github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm; do
+	for tool in github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm ./kstatus ./grafana-validate; do
 		if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$tool"); then
 			rm -rf "$tmp"
 			die "go build of $tool failed"

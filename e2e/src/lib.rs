@@ -18,6 +18,7 @@
 //! | [`faults`] | the fault suite: each case, what it measured |
 //! | [`probe`], [`process`] | a process's memory and CPU from /proc; the operator as its own process |
 //! | [`install`] | the Helm chart and `deploy/` rendered as users render them; `deploy/` from the chart |
+//! | [`health`] | kstatus' and Argo CD's verdicts on a monitor |
 //! | [`image`] | the container image unpacked and run as the kubelet would run it |
 
 // Test support: a failed setup should stop the test with its message.
@@ -28,6 +29,7 @@ pub mod exposition;
 pub mod faults;
 pub mod fixtures;
 pub mod generate;
+pub mod health;
 pub mod http;
 pub mod image;
 pub mod install;
