@@ -107,12 +107,35 @@ pub fn objects(yaml: &str) -> anyhow::Result<Vec<Value>> {
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-/// `deploy/` as the chart renders it with its default values, file by file: each template's
-/// output, without Helm's bookkeeping labels and without namespaces (kustomize sets them, and
-/// fills a ServiceAccount subject's from the ServiceAccount, so an overlay's namespace reaches
-/// the bindings too).
+/// The templates of `deploy/monitoring/`: tapmon's own ServiceMonitor and alerts, for clusters
+/// with the Prometheus Operator (`kubectl apply -k deploy/monitoring/`).
+pub const SELF_MONITORING: &[&str] = &["servicemonitor.yaml", "selfrules.yaml"];
+
+/// `deploy/` as the chart renders it with its default values, file by file (`monitoring/...`
+/// with `selfMonitor.enabled=true`): each template's output, without Helm's bookkeeping labels
+/// and without namespaces (kustomize sets them, and fills a ServiceAccount subject's from the
+/// ServiceAccount, so an overlay's namespace reaches the bindings too).
 pub fn deploy_from_chart() -> anyhow::Result<BTreeMap<String, String>> {
-    let rendered = render_chart(&[])?;
+    let mut files: BTreeMap<String, String> = chart_files(&[], "the chart's default values")?
+        .into_iter()
+        .filter(|(file, _)| !NOT_IN_DEPLOY.contains(&file.as_str()))
+        .collect();
+    let monitoring = chart_files(
+        &["--set", "selfMonitor.enabled=true"],
+        "`selfMonitor.enabled=true`",
+    )?;
+    files.extend(
+        monitoring
+            .into_iter()
+            .filter(|(file, _)| SELF_MONITORING.contains(&file.as_str()))
+            .map(|(file, text)| (format!("monitoring/{file}"), text)),
+    );
+    Ok(files)
+}
+
+/// The chart rendered with `args`, one text per template that renders anything.
+fn chart_files(args: &[&str], values: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let rendered = render_chart(args)?;
     let mut files: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut current: Option<(String, Vec<&str>)> = None;
     let mut finish = |doc: Option<(String, Vec<&str>)>| {
@@ -144,10 +167,9 @@ pub fn deploy_from_chart() -> anyhow::Result<BTreeMap<String, String>> {
     finish(current.take());
     Ok(files
         .into_iter()
-        .filter(|(file, _)| !NOT_IN_DEPLOY.contains(&file.as_str()))
         .map(|(file, docs)| {
             let text = format!(
-                "# Generated from charts/tapmon/templates/{file} with the chart's default values \
+                "# Generated from charts/tapmon/templates/{file} with {values} \
                  (`make generate`):\n# change the chart, not this file.\n{}\n",
                 docs.join("\n---\n")
             );

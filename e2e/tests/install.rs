@@ -55,10 +55,21 @@ fn deploy_is_the_chart_rendered_with_its_defaults() {
         .map(|r| r.as_str().unwrap())
         .collect();
     listed.sort_unstable();
-    let mut expected: Vec<&str> = generated.keys().map(String::as_str).collect();
+    let mut expected: Vec<&str> = generated
+        .keys()
+        .map(String::as_str)
+        .filter(|f| !f.starts_with("monitoring/"))
+        .collect();
     expected.extend(["../crds", "namespace.yaml"]);
     expected.sort_unstable();
     assert_eq!(listed, expected);
+    // deploy/monitoring/ is tapmon's own ServiceMonitor and alerts, nothing else.
+    let monitoring: Vec<String> = generated
+        .keys()
+        .filter_map(|f| f.strip_prefix("monitoring/"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(monitoring, ["selfrules.yaml", "servicemonitor.yaml"]);
 }
 
 #[test]
@@ -85,6 +96,62 @@ fn the_chart_lints_and_its_schema_refuses_wrong_values() {
         render_chart(&["--set", "replicas=two"]).unwrap_err()
     );
     assert!(err.contains("replicas"), "{err}");
+}
+
+#[test]
+fn the_self_alerts_pass_promtool_and_each_has_a_runbook() {
+    let rendered = render_chart(&["--set", "selfMonitor.enabled=true"]).unwrap();
+    let rule = tapmon_e2e::install::objects(&rendered)
+        .unwrap()
+        .into_iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("selfMonitor.enabled renders a PrometheusRule");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_json::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    let tests = dir.path().join("self-rules-test.yaml");
+    std::fs::copy(
+        root().join("e2e/fixtures/install/self-rules-test.yaml"),
+        &tests,
+    )
+    .unwrap();
+    for args in [
+        vec!["check", "rules", "rules.yaml"],
+        vec!["test", "rules", "self-rules-test.yaml"],
+    ] {
+        let out = std::process::Command::new("promtool")
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every alert links a runbook section that exists.
+    let runbooks = std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap();
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert!(rules.len() >= 7, "{} alerts", rules.len());
+    for r in rules {
+        let alert = r["alert"].as_str().unwrap();
+        let url = r["annotations"]["runbook_url"].as_str().unwrap();
+        assert!(
+            url.ends_with(&format!("#{}", alert.to_lowercase())),
+            "{alert}: {url}"
+        );
+        assert!(
+            runbooks.contains(&format!("\n## {alert}\n")),
+            "no runbook for {alert}"
+        );
+    }
+    // Without selfMonitor (the default) nothing of it is rendered.
+    assert!(!render_chart(&[]).unwrap().contains("TapmonDown"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -268,10 +335,14 @@ async fn the_image_runs_as_the_chart_deploys_it_serves_a_monitor_and_uninstalls(
         ("monitoring.coreos.com", "v1", "ServiceMonitor"),
         "servicemonitors",
     );
-    eventually("the published ServiceMonitor", WAIT, || async {
+    let sm = eventually("the published ServiceMonitor", WAIT, || async {
         published.get_opt("cluster-tap").await.ok().flatten()
     })
     .await;
+    // The chart's publishedLabels, as --published-label, under the monitor's own.
+    let labels = sm.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("team").map(String::as_str), Some("platform"));
+    assert_eq!(labels.get("release").map(String::as_str), Some("prom"));
 
     // Uninstall with the monitor present: everything the chart made goes, what the monitor
     // published goes with it, the CRDs stay (and with them any other monitors).

@@ -69,6 +69,42 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(0..=10)
     )]
     shutdown_delay: u64,
+    /// A label for every published ServiceMonitor, PrometheusRule and dashboard ConfigMap, as
+    /// KEY=VALUE; repeatable. kube-prometheus-stack selects by `release=<its release name>`.
+    /// A monitor's own labels for an object win over these.
+    #[arg(long = "published-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    published_labels: Vec<(String, String)>,
+}
+
+/// A Kubernetes label as KEY=VALUE, checked as the API server would check it, so that a typo
+/// stops the operator at start rather than failing every monitor's publishing.
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not KEY=VALUE"))?;
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let segment = |s: &str, max: usize| {
+        s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+            && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        p.len() <= 253
+            && p.split('.')
+                .all(|part| segment(part, 63) && !part.contains('_'))
+    });
+    if !segment(name, 63) || !prefix_ok {
+        return Err(format!("{key:?} is not a valid label key"));
+    }
+    if !value.is_empty() && !segment(value, 63) {
+        return Err(format!("{value:?} is not a valid label value"));
+    }
+    Ok((key.to_owned(), value.to_owned()))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,6 +159,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             },
             service: tapmon_operator::publish::OperatorService {
                 namespace: namespace.clone(),
+                published_labels: args.published_labels.into_iter().collect(),
                 ..Default::default()
             },
             metrics_auth: match args.metrics_auth {
@@ -185,4 +222,31 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_label;
+
+    #[test]
+    fn published_labels_are_checked_as_the_api_server_checks_them() {
+        assert_eq!(
+            parse_label("release=kube-prometheus-stack"),
+            Ok(("release".into(), "kube-prometheus-stack".into()))
+        );
+        assert_eq!(
+            parse_label("example.com/team="),
+            Ok(("example.com/team".into(), String::new()))
+        );
+        for bad in [
+            "release",
+            "=x",
+            "release=not valid!",
+            "-release=x",
+            "a_b.c/name=x",
+            &format!("k={}", "v".repeat(64)),
+        ] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -9,6 +9,9 @@ fn main() -> anyhow::Result<()> {
     let dir = root().join("deploy");
     for (file, text) in deploy_from_chart()? {
         let path = dir.join(&file);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         std::fs::write(&path, text).with_context(|| path.display().to_string())?;
         eprintln!("wrote deploy/{file}");
     }

@@ -35,6 +35,9 @@ pub struct OperatorService {
     pub port: String,
     /// Scrapes need a ServiceAccount token authorised for the monitor (and HTTPS).
     pub authorized_scrapes: bool,
+    /// Labels put on every published object (say `release: kube-prometheus-stack`, which that
+    /// chart's Prometheus and Grafana select by); a monitor's own labels win over them.
+    pub published_labels: BTreeMap<String, String>,
 }
 
 impl Default for OperatorService {
@@ -44,6 +47,7 @@ impl Default for OperatorService {
             labels: BTreeMap::from([("app.kubernetes.io/name".into(), "tapmon".into())]),
             port: "metrics".into(),
             authorized_scrapes: false,
+            published_labels: BTreeMap::new(),
         }
     }
 }

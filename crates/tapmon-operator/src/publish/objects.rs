@@ -25,15 +25,16 @@ pub fn placement(m: &MonitorObject, service: &OperatorService) -> (String, Strin
     }
 }
 
-/// Metadata of an object the monitor owns: its name and namespace, the user's labels plus
-/// ours, and a controller owner reference.
+/// Metadata of an object the monitor owns: its name and namespace, the operator's published
+/// labels under the monitor's, ours over both, and a controller owner reference.
 fn owned_metadata(
     m: &MonitorObject,
     service: &OperatorService,
     name: &str,
     user_labels: &BTreeMap<String, String>,
 ) -> Value {
-    let mut labels = user_labels.clone();
+    let mut labels = service.published_labels.clone();
+    labels.extend(user_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
     labels.insert("app.kubernetes.io/managed-by".into(), "tapmon".into());
     labels.insert("tapmon.io/monitor".into(), m.key.name.clone());
     json!({
@@ -230,5 +231,32 @@ mod tests {
             "kpack disabled"
         );
         assert!(text.contains("TapWorkloadNotReady"));
+    }
+
+    #[test]
+    fn the_operators_published_labels_go_on_everything_under_the_monitors_own() {
+        let m = monitor(
+            MonitorKind::TapMonitor,
+            Some("platform"),
+            json!({"prometheusRule": {"labels": {"release": "kps"}}}),
+        );
+        let service = OperatorService {
+            published_labels: BTreeMap::from([
+                ("release".into(), "kube-prometheus-stack".into()),
+                ("tapmon.io/monitor".into(), "not ours to set".into()),
+            ]),
+            ..OperatorService::default()
+        };
+        let sm = service_monitor(&m, &service);
+        assert_eq!(sm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+        assert_eq!(sm["metadata"]["labels"]["tapmon.io/monitor"], "tap");
+        assert_eq!(
+            prometheus_rule(&m, &service)["metadata"]["labels"]["release"],
+            "kps"
+        );
+        for cm in dashboard_configmaps(&m, &service).unwrap() {
+            assert_eq!(cm["metadata"]["labels"]["release"], "kube-prometheus-stack");
+            assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+        }
     }
 }
