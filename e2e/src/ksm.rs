@@ -15,26 +15,10 @@ use crate::fixtures::root;
 use crate::http::{free_port, get};
 use crate::wait::eventually;
 
-/// The versions the fixture CRDs serve first: kube-state-metrics reads a `*` kind once per
-/// served version, so its config pins them (`tapmon presets --version-of`).
-const PINNED: [(&str, &str); 3] = [
-    ("tekton.dev", "v1"),
-    ("source.toolkit.fluxcd.io", "v1"),
-    ("servicebinding.io", "v1"),
-];
-
-/// tapmon's presets for every group as kube-state-metrics' custom-resource-state config, with
-/// the versions of multi-version kinds pinned.
+/// tapmon's presets for every group as kube-state-metrics' custom-resource-state config, as
+/// `tapmon presets` exports them (one version per kind).
 pub fn ksm_config() -> String {
-    let mut spec: Spec = tapmon_presets::spec_for(TapGroup::ALL).unwrap();
-    for r in &mut spec.resources {
-        if let Some((_, v)) = PINNED
-            .iter()
-            .find(|(g, _)| *g == r.group_version_kind.group)
-        {
-            r.group_version_kind.version = (*v).to_owned();
-        }
-    }
+    let spec: Spec = tapmon_presets::export_spec(TapGroup::ALL, &Default::default()).unwrap();
     serde_saphyr::to_string(&CustomResourceStateMetrics {
         kind: Some("CustomResourceStateMetrics".into()),
         spec,

@@ -10,6 +10,7 @@
 
 mod compile;
 mod evaluate;
+pub mod ignored;
 mod labels;
 pub mod model;
 mod offline;

@@ -2,8 +2,9 @@
 //!
 //! Field names are kube-state-metrics' own, so an existing config deserialises unchanged. Maps
 //! keep the order they were written in, so labels come out in the order the config lists them.
-//! Unknown fields are rejected: a misspelt `labelFromPath` should be an error, not a silently
-//! missing label.
+//! Unknown fields are skipped, as kube-state-metrics' decoder skips them, but never silently:
+//! read a config with [`crate::ignored::from_value`], which names each one, so a misspelt
+//! `labelFromPath` is a warning (or, with `--strict`, an error) rather than a missing label.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,7 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// A whole config file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct CustomResourceStateMetrics {
     /// `CustomResourceStateMetrics`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -26,7 +27,7 @@ pub struct CustomResourceStateMetrics {
 
 /// The `spec` of a config.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Spec {
     /// One entry per kind (or kind pattern) to read.
     #[serde(default)]
@@ -35,7 +36,7 @@ pub struct Spec {
 
 /// Which objects to read and the metrics to make of them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Resource {
     /// The kind; `version` and `kind` may be `*`.
     pub group_version_kind: GroupVersionKind,
@@ -61,7 +62,7 @@ pub struct Resource {
 
 /// Group, version and kind of a resource.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct GroupVersionKind {
     /// API group (empty for the core group).
     #[serde(default)]
@@ -86,7 +87,7 @@ impl fmt::Display for GroupVersionKind {
 
 /// One metric family of a resource.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Generator {
     /// Name, after the resource's prefix.
     pub name: String,
@@ -108,7 +109,7 @@ pub struct Generator {
 
 /// The metric type and its settings. Exactly the section named by `type` is used.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Metric {
     /// `Gauge`, `StateSet` or `Info`.
     #[serde(rename = "type")]
@@ -138,7 +139,7 @@ pub enum MetricKind {
 
 /// A number read from the object; over a list or map, one series per element.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Gauge {
     /// Where to look; a list or map here yields one series per element.
     #[serde(default, skip_serializing_if = "PathSpec::is_empty")]
@@ -159,7 +160,7 @@ pub struct Gauge {
 
 /// One series per listed state: 1 for the object's state, 0 for the others.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct StateSet {
     /// Where to look.
     #[serde(default, skip_serializing_if = "PathSpec::is_empty")]
@@ -180,7 +181,7 @@ pub struct StateSet {
 
 /// Value 1 with labels read from the object; over a list, one series per element.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 pub struct Info {
     /// Where to look; a list here yields one series per element.
     #[serde(default, skip_serializing_if = "PathSpec::is_empty")]
@@ -425,10 +426,19 @@ spec:
     }
 
     #[test]
-    fn misspelt_fields_are_errors() {
-        let yaml = "spec:\n  resources:\n    - groupVersionKind: {group: a, version: v1, kind: A}\n      labelFromPath: {}\n";
-        let err = crate::yaml::from_str::<CustomResourceStateMetrics>(yaml).unwrap_err();
-        assert!(err.to_string().contains("labelFromPath"), "{err}");
+    fn misspelt_and_unread_fields_are_named() {
+        let yaml = "spec:\n  resources:\n    - groupVersionKind: {group: a, version: v1, kind: A}\n      labelFromPath: {}\n      metrics:\n        - name: info\n          each: {type: Info, info: {valueFrom: [x]}}\n";
+        let value: serde_json::Value = crate::yaml::from_str(yaml).unwrap();
+        let (cfg, ignored) =
+            crate::ignored::from_value::<CustomResourceStateMetrics>(value).unwrap();
+        assert_eq!(cfg.spec.resources[0].metrics[0].name, "info");
+        assert_eq!(
+            ignored,
+            [
+                "spec.resources[0].labelFromPath",
+                "spec.resources[0].metrics[0].each.info.valueFrom"
+            ]
+        );
     }
 
     #[test]

@@ -15,6 +15,16 @@ pub fn from_str<T: DeserializeOwned>(input: &str) -> Result<T, Error> {
     serde_saphyr::from_str_with_options(input, options())
 }
 
+/// Reads one YAML (or JSON) document, skipping the fields `T` does not know; returns them as
+/// paths ([`crate::ignored`]). Maps keep the order they are written in.
+pub fn from_str_reporting<T: DeserializeOwned>(input: &str) -> Result<(T, Vec<String>), Error> {
+    let mut ignored = Vec::new();
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(input, options(), |de| {
+        serde_ignored::deserialize(de, |path| ignored.push(crate::ignored::path_text(&path)))
+    })?;
+    Ok((parsed, ignored))
+}
+
 /// Reads every document of a multi-document YAML stream; empty documents are skipped.
 pub fn from_multiple<T: DeserializeOwned>(input: &str) -> Result<Vec<T>, Error> {
     serde_saphyr::from_multiple_with_options(input, options())

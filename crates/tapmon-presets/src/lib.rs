@@ -81,12 +81,20 @@ impl TapGroup {
         let index = TapGroup::ALL.iter().position(|g| *g == self).unwrap_or(0);
         PARSED[index]
             .get_or_init(|| {
-                tapmon_crs::yaml::from_str::<CustomResourceStateMetrics>(self.source())
-                    .map(|cfg| cfg.spec.resources)
-                    .map_err(|e| PresetError {
-                        group: self.name(),
-                        message: e.to_string(),
-                    })
+                let error = |message: String| PresetError {
+                    group: self.name(),
+                    message,
+                };
+                // A shipped preset with a field the format does not read is a typo: an error.
+                match tapmon_crs::yaml::from_str_reporting::<CustomResourceStateMetrics>(
+                    self.source(),
+                ) {
+                    Ok((cfg, ignored)) if ignored.is_empty() => Ok(cfg.spec.resources),
+                    Ok((_, ignored)) => {
+                        Err(error(format!("unknown fields {}", ignored.join(", "))))
+                    }
+                    Err(e) => Err(error(e.to_string())),
+                }
             })
             .as_deref()
             .map_err(Clone::clone)
@@ -139,6 +147,47 @@ pub fn spec_for(groups: impl IntoIterator<Item = TapGroup>) -> Result<Spec, Pres
         resources.extend_from_slice(group.resources()?);
     }
     Ok(Spec { resources })
+}
+
+/// The version `tapmon presets` pins each API group to: the storage version of the TAP 1.x
+/// CRDs (for Tekton, Flux and service bindings the newest of the two or three they serve).
+/// kube-state-metrics reads a `*` kind once per served version, so an exported config with `*`
+/// counts each object of a multi-version kind two or three times.
+pub const EXPORT_VERSIONS: [(&str, &str); 12] = [
+    ("accelerator.apps.tanzu.vmware.com", "v1alpha1"),
+    ("apis.apps.tanzu.vmware.com", "v1alpha1"),
+    ("carto.run", "v1alpha1"),
+    ("kappctrl.k14s.io", "v1alpha1"),
+    ("kpack.io", "v1alpha2"),
+    ("packaging.carvel.dev", "v1alpha1"),
+    ("scanning.apps.tanzu.vmware.com", "v1beta1"),
+    ("servicebinding.io", "v1"),
+    ("services.apps.tanzu.vmware.com", "v1alpha1"),
+    ("serving.knative.dev", "v1"),
+    ("source.toolkit.fluxcd.io", "v1"),
+    ("tekton.dev", "v1"),
+];
+
+/// The presets of `groups` as a config for kube-state-metrics: each kind pinned to one
+/// version, `overrides` (API group to version) first, else [`EXPORT_VERSIONS`].
+pub fn export_spec(
+    groups: impl IntoIterator<Item = TapGroup>,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> Result<Spec, PresetError> {
+    let mut spec = spec_for(groups)?;
+    for r in &mut spec.resources {
+        let group = r.group_version_kind.group.as_str();
+        let pinned = overrides.get(group).map(String::as_str).or_else(|| {
+            EXPORT_VERSIONS
+                .iter()
+                .find(|(g, _)| *g == group)
+                .map(|(_, v)| *v)
+        });
+        if let Some(version) = pinned {
+            r.group_version_kind.version = version.to_owned();
+        }
+    }
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -256,5 +305,19 @@ mod tests {
                 .to_string()
                 .contains("kpack")
         );
+    }
+
+    #[test]
+    fn the_export_pins_every_kind_to_one_version() {
+        let overrides =
+            std::collections::BTreeMap::from([("tekton.dev".to_owned(), "v1beta1".to_owned())]);
+        let spec = export_spec(TapGroup::ALL, &overrides).unwrap();
+        for r in &spec.resources {
+            let gvk = &r.group_version_kind;
+            assert_ne!(gvk.version, "*", "{gvk}");
+            if gvk.group == "tekton.dev" {
+                assert_eq!(gvk.version, "v1beta1");
+            }
+        }
     }
 }

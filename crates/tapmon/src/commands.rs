@@ -1,4 +1,4 @@
-//! The offline commands: render, presets, check.
+//! The offline commands: render, presets, check, migrate.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -26,6 +26,12 @@ pub fn render(
     };
     let (compiled, errors) = Compiled::compile(&config.spec);
     warnings.extend(
+        config
+            .ignored
+            .iter()
+            .map(|p| format!("config: {}", unread(p))),
+    );
+    warnings.extend(
         errors
             .iter()
             .map(|e| format!("config: {}", config.describe(e))),
@@ -52,9 +58,9 @@ pub fn render(
     Ok(())
 }
 
-/// Prints presets as one kube-state-metrics config. `versions` replaces the `*` version of a
-/// group (kube-state-metrics reads every served version of a `*` kind, so a kind served at two
-/// versions would be counted twice).
+/// Prints presets as one kube-state-metrics config, each kind pinned to one version: `versions`
+/// (API group to version) first, else the TAP 1.x storage version. kube-state-metrics reads every
+/// served version of a `*` kind, so a kind served at two versions would be counted twice.
 pub fn presets(
     groups: &[TapGroup],
     versions: &BTreeMap<String, String>,
@@ -65,12 +71,7 @@ pub fn presets(
     } else {
         groups.to_vec()
     };
-    let mut spec: Spec = tapmon_presets::spec_for(groups)?;
-    for resource in &mut spec.resources {
-        if let Some(v) = versions.get(&resource.group_version_kind.group) {
-            resource.group_version_kind.version = v.clone();
-        }
-    }
+    let spec: Spec = tapmon_presets::export_spec(groups, versions)?;
     let cfg = CustomResourceStateMetrics {
         kind: Some("CustomResourceStateMetrics".into()),
         spec,
@@ -78,20 +79,50 @@ pub fn presets(
     let yaml = serde_saphyr::to_string(&cfg).context("writing the presets as YAML")?;
     writeln!(
         out,
-        "# tapmon built-in presets, in kube-state-metrics' CustomResourceStateMetrics format."
+        "# tapmon built-in presets, in kube-state-metrics' CustomResourceStateMetrics format.\n\
+         # Each kind is pinned to one version (kube-state-metrics reads a `*` kind once per served\n\
+         # version and would count its objects twice): the TAP 1.x storage version unless\n\
+         # --version-of GROUP=VERSION says otherwise. Check what your cluster serves with\n\
+         # `kubectl api-resources --api-group=GROUP`. tapmon itself finds versions by discovery."
     )?;
     out.write_all(yaml.as_bytes())?;
     Ok(())
 }
 
-/// Validates a config; returns the problems, each naming resource, metric and path.
-pub fn check(path: &Path, out: &mut impl Write) -> anyhow::Result<Vec<String>> {
+/// The message for a field the format does not read.
+fn unread(path: &str) -> String {
+    format!("{path}: not a field of the format; kube-state-metrics and tapmon skip it")
+}
+
+/// What `check` found: problems (the config is refused) and warnings (it is used as it is).
+#[derive(Debug, Default)]
+pub struct Findings {
+    /// Each names resource, metric and path.
+    pub problems: Vec<String>,
+    /// Fields kube-state-metrics and tapmon skip, unless `strict` made them problems.
+    pub warnings: Vec<String>,
+}
+
+/// Validates a config. Fields the format does not read are warnings, or problems when `strict`.
+pub fn check(path: &Path, strict: bool, out: &mut impl Write) -> anyhow::Result<Findings> {
     let config = load::config(path)?;
     let (compiled, errors) = Compiled::compile(&config.spec);
-    let problems: Vec<String> = errors
+    let mut findings = Findings::default();
+    let unread = config
+        .ignored
         .iter()
-        .map(|e| format!("{}: {}", path.display(), config.describe(e)))
-        .collect();
+        .map(|p| format!("{}: {}", path.display(), unread(p)));
+    if strict {
+        findings.problems.extend(unread);
+    } else {
+        findings.warnings.extend(unread);
+    }
+    findings.problems.extend(
+        errors
+            .iter()
+            .map(|e| format!("{}: {}", path.display(), config.describe(e))),
+    );
+    let problems = &findings.problems;
     if problems.is_empty() {
         let metrics: usize = compiled
             .resources()
@@ -107,7 +138,96 @@ pub fn check(path: &Path, out: &mut impl Write) -> anyhow::Result<Vec<String>> {
             compiled.families().len()
         )?;
     }
-    Ok(problems)
+    Ok(findings)
+}
+
+/// Prints a TapMonitor (in `namespace`) or a ClusterTapMonitor (without one) named `name` that
+/// reads what the kube-state-metrics config (or chart values file) at `path` reads: its
+/// resources as they are, fields the format does not read dropped, every preset group off so
+/// that nothing is read twice. Returns the dropped fields.
+pub fn migrate(
+    path: &Path,
+    name: &str,
+    namespace: Option<&str>,
+    out: &mut impl Write,
+) -> anyhow::Result<Vec<String>> {
+    let config = load::config(path)?;
+    let (_, errors) = Compiled::compile(&config.spec);
+    if let Some(e) = errors.first() {
+        anyhow::bail!(
+            "{}: {} (and {} more); fix the config first (`tapmon check`)",
+            path.display(),
+            config.describe(e),
+            errors.len() - 1
+        );
+    }
+    let api_groups: std::collections::BTreeSet<&str> = config
+        .own
+        .iter()
+        .map(|r| r.group_version_kind.group.as_str())
+        .collect();
+    let covered: Vec<String> = TapGroup::ALL
+        .into_iter()
+        .filter(|g| {
+            g.resources().is_ok_and(|rs| {
+                rs.iter()
+                    .any(|r| api_groups.contains(r.group_version_kind.group.as_str()))
+            })
+        })
+        .map(|g| g.to_string())
+        .collect();
+    let groups: serde_json::Map<String, serde_json::Value> = TapGroup::ALL
+        .into_iter()
+        .map(|g| (g.to_string(), serde_json::json!({"enabled": false})))
+        .collect();
+    let mut metadata = serde_json::json!({ "name": name });
+    if let Some(ns) = namespace {
+        metadata["namespace"] = ns.into();
+    }
+    let monitor = serde_json::json!({
+        "apiVersion": format!("{}/v1alpha1", tapmon_api::GROUP),
+        "kind": if namespace.is_some() { tapmon_api::KIND } else { tapmon_api::CLUSTER_KIND },
+        "metadata": metadata,
+        "spec": { "groups": groups, "resources": config.own },
+    });
+    // What is printed must be a spec the operator accepts.
+    let spec: tapmon_api::TapMonitorSpec = serde_json::from_value(monitor["spec"].clone())
+        .context("the migrated spec does not read back")?;
+    spec.config()
+        .context("the migrated spec does not compile")?;
+    writeln!(
+        out,
+        "# Migrated by `tapmon migrate` from {}: its resources as they are, every built-in\n\
+         # group off so nothing is read twice.",
+        path.display()
+    )?;
+    for p in &config.ignored {
+        writeln!(
+            out,
+            "# Dropped {p}: not a field of the format (kube-state-metrics skipped it too)."
+        )?;
+    }
+    if !covered.is_empty() {
+        writeln!(
+            out,
+            "# tapmon's presets cover API groups this config reads; turning on {} (and removing\n\
+             # those resources) gives the catalogue's families, rules and dashboards.",
+            covered.join(", ")
+        )?;
+    }
+    if namespace.is_none() {
+        writeln!(
+            out,
+            "# A ClusterTapMonitor reads every namespace; give --namespace for a TapMonitor that\n\
+             # reads one."
+        )?;
+    }
+    out.write_all(
+        serde_saphyr::to_string(&monitor)
+            .context("writing the TapMonitor as YAML")?
+            .as_bytes(),
+    )?;
+    Ok(config.ignored)
 }
 
 /// Writes the reference of every built-in family: type, help and where each label comes from.

@@ -4,6 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use serde::Deserialize;
 use serde_json::Value;
 use tapmon_api::TapMonitorSpec;
 use tapmon_crs::ConfigError;
@@ -15,8 +16,13 @@ use tapmon_presets::TapGroup;
 pub enum Origin {
     /// All built-in presets.
     Presets,
-    /// A kube-state-metrics `CustomResourceStateMetrics` file.
-    KubeStateMetrics,
+    /// A kube-state-metrics `CustomResourceStateMetrics` file, or the values file of a chart that
+    /// holds one (`prefix` is where: `customResourceState.config.` for the kube-state-metrics
+    /// chart, `kube-state-metrics.customResourceState.config.` for kube-prometheus-stack).
+    KubeStateMetrics {
+        /// Path of the config inside the file; empty for a config file.
+        prefix: &'static str,
+    },
     /// A TapMonitor or ClusterTapMonitor manifest: its groups' presets, then its own resources.
     TapMonitor {
         /// `namespace/name` of the manifest.
@@ -33,6 +39,11 @@ pub struct LoadedConfig {
     pub own_from: usize,
     /// Where it came from.
     pub origin: Origin,
+    /// Fields the format does not read, as paths in the file: kube-state-metrics skips them,
+    /// tapmon warns (or, with `--strict`, refuses).
+    pub ignored: Vec<String>,
+    /// The user's own resources as written (for `tapmon migrate`), unknown fields dropped.
+    pub own: Vec<tapmon_crs::model::Resource>,
 }
 
 impl LoadedConfig {
@@ -42,6 +53,8 @@ impl LoadedConfig {
             spec: tapmon_presets::spec_for(TapGroup::ALL)?,
             own_from: usize::MAX,
             origin: Origin::Presets,
+            ignored: Vec::new(),
+            own: Vec::new(),
         })
     }
 
@@ -52,12 +65,83 @@ impl LoadedConfig {
             Origin::TapMonitor { name } => {
                 format!("TapMonitor {name} {}", error.placed(self.own_from))
             }
-            Origin::KubeStateMetrics | Origin::Presets => error.placed(self.own_from).to_string(),
+            Origin::KubeStateMetrics { prefix } => {
+                format!("{prefix}{}", error.placed(self.own_from))
+            }
+            Origin::Presets => error.placed(self.own_from).to_string(),
         }
     }
 }
 
-/// Reads a TapMonitor manifest or a kube-state-metrics config.
+/// The part of the kube-state-metrics chart's values file that holds the config.
+#[derive(Deserialize)]
+struct ChartValues {
+    #[serde(rename = "customResourceState", default)]
+    custom_resource_state: Option<CustomResourceState>,
+}
+
+/// The part of kube-prometheus-stack's values file that holds the config.
+#[derive(Deserialize)]
+struct StackValues {
+    #[serde(rename = "kube-state-metrics", default)]
+    kube_state_metrics: Option<ChartValues>,
+}
+
+#[derive(Deserialize)]
+struct CustomResourceState {
+    #[serde(default)]
+    config: Option<ChartConfig>,
+}
+
+/// The chart takes the config as a map, or as YAML text in a string.
+enum ChartConfig {
+    Text(String),
+    Config(CustomResourceStateMetrics),
+}
+
+// By hand, not `untagged`: an untagged enum buffers the map first, and the fields the format
+// does not read would then go unreported.
+impl<'de> Deserialize<'de> for ChartConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = ChartConfig;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a CustomResourceStateMetrics config, as a map or as YAML text")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ChartConfig, E> {
+                Ok(ChartConfig::Text(text.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ChartConfig, A::Error> {
+                CustomResourceStateMetrics::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )
+                .map(ChartConfig::Config)
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+impl ChartValues {
+    fn config(self) -> Option<ChartConfig> {
+        self.custom_resource_state.and_then(|c| c.config)
+    }
+}
+
+/// Where the kube-state-metrics chart keeps the config in its values.
+const CHART_PREFIX: &str = "customResourceState.config.";
+/// Where kube-prometheus-stack keeps it.
+const STACK_PREFIX: &str = "kube-state-metrics.customResourceState.config.";
+
+/// Reads a TapMonitor manifest, a kube-state-metrics config, or the values file of the
+/// kube-state-metrics or kube-prometheus-stack chart holding one.
 pub fn config(path: &Path) -> anyhow::Result<LoadedConfig> {
     let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: Value = tapmon_crs::yaml::from_str(&text)
@@ -74,34 +158,105 @@ pub fn config(path: &Path) -> anyhow::Result<LoadedConfig> {
                 "" => field("name").to_owned(),
                 ns => format!("{ns}/{}", field("name")),
             };
-            let spec: TapMonitorSpec =
-                serde_json::from_value(doc.get("spec").cloned().unwrap_or(Value::Null))
+            let (spec, ignored): (TapMonitorSpec, _) =
+                tapmon_crs::ignored::from_value(doc.get("spec").cloned().unwrap_or(Value::Null))
                     .with_context(|| format!("{}: TapMonitor {name} spec", path.display()))?;
+            let own = spec.resources.clone();
             let config = spec.config()?;
             Ok(LoadedConfig {
                 own_from: config.own_from,
                 spec: config.spec,
                 origin: Origin::TapMonitor { name },
+                ignored: ignored.into_iter().map(|p| format!("spec.{p}")).collect(),
+                own,
             })
         }
-        Some("CustomResourceStateMetrics") | None => {
-            let cfg: CustomResourceStateMetrics =
-                tapmon_crs::yaml::from_str(&text).with_context(|| {
-                    format!(
-                        "{}: not a CustomResourceStateMetrics config",
-                        path.display()
-                    )
-                })?;
-            Ok(LoadedConfig {
-                spec: cfg.spec,
-                own_from: 0,
-                origin: Origin::KubeStateMetrics,
-            })
+        Some("CustomResourceStateMetrics") => kube_state_metrics(path, &text, ""),
+        None if doc.get("spec").is_some() => kube_state_metrics(path, &text, ""),
+        None => {
+            // Read from the text, not `doc`, so that the config's maps keep their order.
+            let in_values = |what: &str| format!("{}: {what}", path.display());
+            let chart = if doc.get("customResourceState").is_some() {
+                let (values, ignored) = tapmon_crs::yaml::from_str_reporting::<ChartValues>(&text)
+                    .with_context(|| in_values("not a kube-state-metrics chart values file"))?;
+                Some((values.config(), ignored, CHART_PREFIX))
+            } else if doc.get("kube-state-metrics").is_some() {
+                let (values, ignored) = tapmon_crs::yaml::from_str_reporting::<StackValues>(&text)
+                    .with_context(|| in_values("not a kube-prometheus-stack values file"))?;
+                let config = values.kube_state_metrics.and_then(ChartValues::config);
+                Some((config, ignored, STACK_PREFIX))
+            } else {
+                None
+            };
+            if let Some((Some(config), ignored, prefix)) = chart {
+                // The rest of a values file is the chart's business, not an unread field.
+                let mut ignored: Vec<String> = ignored
+                    .into_iter()
+                    .filter(|p| p.starts_with(prefix))
+                    .collect();
+                let cfg = match config {
+                    ChartConfig::Config(cfg) => cfg,
+                    ChartConfig::Text(text) => {
+                        let (cfg, own) =
+                            tapmon_crs::yaml::from_str_reporting(&text).with_context(|| {
+                                in_values(&format!(
+                                    "{prefix} is not a CustomResourceStateMetrics config"
+                                ))
+                            })?;
+                        ignored.extend(own.into_iter().map(|p: String| format!("{prefix}{p}")));
+                        cfg
+                    }
+                };
+                return Ok(from_kube_state_metrics(cfg, ignored, prefix));
+            }
+            bail!(
+                "{}: neither a TapMonitor, a CustomResourceStateMetrics config, nor a values file with customResourceState.config (kube-state-metrics chart) or kube-state-metrics.customResourceState.config (kube-prometheus-stack)",
+                path.display()
+            )
         }
         Some(other) => bail!(
             "{}: kind {other:?} is none of TapMonitor, ClusterTapMonitor or CustomResourceStateMetrics",
             path.display()
         ),
+    }
+}
+
+fn kube_state_metrics(
+    path: &Path,
+    text: &str,
+    prefix: &'static str,
+) -> anyhow::Result<LoadedConfig> {
+    let (cfg, ignored) = tapmon_crs::yaml::from_str_reporting::<CustomResourceStateMetrics>(text)
+        .with_context(|| {
+        format!(
+            "{}: not a CustomResourceStateMetrics config",
+            path.display()
+        )
+    })?;
+    Ok(from_kube_state_metrics(cfg, ignored, prefix))
+}
+
+/// `ignored` paths are in the file already when they start with `prefix`.
+fn from_kube_state_metrics(
+    cfg: CustomResourceStateMetrics,
+    ignored: Vec<String>,
+    prefix: &'static str,
+) -> LoadedConfig {
+    LoadedConfig {
+        own: cfg.spec.resources.clone(),
+        spec: cfg.spec,
+        own_from: 0,
+        origin: Origin::KubeStateMetrics { prefix },
+        ignored: ignored
+            .into_iter()
+            .map(|p| {
+                if p.starts_with(prefix) {
+                    p
+                } else {
+                    format!("{prefix}{p}")
+                }
+            })
+            .collect(),
     }
 }
 

@@ -61,7 +61,8 @@ enum Command {
         /// Only these groups (repeatable); all when absent.
         #[arg(long = "group", value_name = "GROUP")]
         groups: Vec<TapGroup>,
-        /// Serve GROUP at VERSION instead of `*`, e.g. `tekton.dev=v1` (repeatable).
+        /// Read API_GROUP at VERSION instead of its TAP 1.x storage version, e.g.
+        /// `tekton.dev=v1beta1` (repeatable).
         #[arg(long = "version-of", value_name = "API_GROUP=VERSION")]
         versions: Vec<String>,
     },
@@ -94,10 +95,27 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
-    /// Validate a TapMonitor manifest or a kube-state-metrics config.
+    /// Validate a TapMonitor manifest, a kube-state-metrics config, or the values file of the
+    /// kube-state-metrics or kube-prometheus-stack chart holding one.
     Check {
         /// The file to check.
         file: PathBuf,
+        /// Fields the format does not read (kube-state-metrics skips them) are errors, not
+        /// warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Print a TapMonitor that reads what a kube-state-metrics config (or a chart values file
+    /// holding one) reads.
+    Migrate {
+        /// The config or values file.
+        file: PathBuf,
+        /// Name of the monitor.
+        #[arg(long, default_value = "migrated")]
+        name: String,
+        /// A TapMonitor in this namespace (it reads only there); a ClusterTapMonitor when absent.
+        #[arg(long)]
+        namespace: Option<String>,
     },
 }
 
@@ -200,13 +218,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        Command::Check { file } => {
-            let problems = commands::check(&file, &mut out)?;
-            for p in &problems {
+        Command::Check { file, strict } => {
+            let findings = commands::check(&file, strict, &mut out)?;
+            for w in &findings.warnings {
+                eprintln!("warning: {w}");
+            }
+            for p in &findings.problems {
                 eprintln!("{p}");
             }
-            if !problems.is_empty() {
+            if !findings.problems.is_empty() {
                 return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Migrate {
+            file,
+            name,
+            namespace,
+        } => {
+            for dropped in commands::migrate(&file, &name, namespace.as_deref(), &mut out)? {
+                eprintln!("warning: dropped {dropped}: not a field of the format");
             }
         }
     }

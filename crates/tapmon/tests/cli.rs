@@ -273,3 +273,148 @@ fn published_rules_and_dashboards_as_reviewed_snapshots() {
         insta::assert_snapshot!(format!("dashboard-{board}"), json);
     }
 }
+
+/// The kube-state-metrics config users bring, as a file, in the kube-state-metrics chart's
+/// values (a map) and in kube-prometheus-stack's values (YAML text), each beside values of
+/// the chart's own.
+fn kube_state_metrics_inputs(dir: &Path) -> [(PathBuf, &'static str); 3] {
+    let config = root().join("e2e/fixtures/migrate/ksm-config.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let indented = |n: usize| {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{}{l}\n", " ".repeat(n)))
+            .collect::<String>()
+    };
+    let chart = dir.join("ksm-values.yaml");
+    std::fs::write(
+        &chart,
+        format!(
+            "image: {{tag: v2.13.0}}\nrbac:\n  extraRules:\n  - apiGroups: [carto.run, kpack.io]\n    resources: [workloads, builds]\n    verbs: [list, watch]\ncustomResourceState:\n  enabled: true\n  config:\n{}",
+            indented(4)
+        ),
+    )
+    .unwrap();
+    let stack = dir.join("kps-values.yaml");
+    std::fs::write(
+        &stack,
+        format!(
+            "grafana: {{enabled: true}}\nkube-state-metrics:\n  customResourceState:\n    enabled: true\n    config: |\n{}",
+            indented(6)
+        ),
+    )
+    .unwrap();
+    [
+        (config, ""),
+        (chart, "customResourceState.config."),
+        (stack, "kube-state-metrics.customResourceState.config."),
+    ]
+}
+
+#[test]
+fn kube_state_metrics_configs_are_read_as_users_keep_them_and_migrate_to_a_tapmonitor() {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = fixtures();
+    let objects = objects.to_str().unwrap();
+    let mut rendered = Vec::new();
+    for (file, prefix) in kube_state_metrics_inputs(dir.path()) {
+        let file = file.to_str().unwrap();
+        // Accepted with a warning naming the field kube-state-metrics skips...
+        let out = tapmon(&["check", file]);
+        assert!(
+            stdout(&out).contains("ok: 2 resources, 3 metrics"),
+            "{file}"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim(),
+            format!(
+                "warning: {file}: {prefix}spec.resources[0].metrics[0].each.info.valueFrom: not a field of the format; kube-state-metrics and tapmon skip it"
+            ),
+            "only the config's own unread fields, not the chart's other values"
+        );
+        // ...refused with --strict.
+        let strict = tapmon(&["check", "--strict", file]);
+        assert_eq!(strict.status.code(), Some(1), "{file}");
+        let out = tapmon(&["render", "--config", file, "--objects", objects]);
+        rendered.push(stdout(&out));
+    }
+    assert!(
+        rendered[0].contains("tap_workload_info{"),
+        "{}",
+        rendered[0]
+    );
+    assert!(rendered[0].contains("tap_build_succeeded{"));
+    assert_eq!(
+        rendered[1], rendered[0],
+        "chart values render as the config"
+    );
+    assert_eq!(rendered[2], rendered[0], "kube-prometheus-stack values too");
+
+    // migrate: a TapMonitor that reads the same, without the unread field.
+    let config = root().join("e2e/fixtures/migrate/ksm-config.yaml");
+    let out = tapmon(&[
+        "migrate",
+        config.to_str().unwrap(),
+        "--name",
+        "from-ksm",
+        "--namespace",
+        "dev-team-a",
+    ]);
+    let monitor = stdout(&out);
+    assert!(!monitor.contains("valueFrom: ["), "{monitor}");
+    assert!(
+        monitor.contains("# Dropped spec.resources[0].metrics[0].each.info.valueFrom"),
+        "{monitor}"
+    );
+    assert!(
+        monitor.contains("turning on cartographer, kpack"),
+        "{monitor}"
+    );
+    let migrated = dir.path().join("monitor.yaml");
+    std::fs::write(&migrated, &monitor).unwrap();
+    let out = tapmon(&["check", "--strict", migrated.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("ok: 2 resources, 3 metrics"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let via_monitor = stdout(&tapmon(&[
+        "render",
+        "--config",
+        migrated.to_str().unwrap(),
+        "--objects",
+        objects,
+    ]));
+    // A TapMonitor's series carry the same families and values; label order follows the API
+    // (sorted), so compare series as sets of label pairs.
+    let normalise = |text: &str| -> BTreeSet<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(|l| {
+                let (name, rest) = l.split_once('{').unwrap();
+                let (labels, value) = rest.rsplit_once("} ").unwrap();
+                let mut pairs: Vec<&str> = labels.split("\",").collect();
+                pairs.sort_unstable();
+                format!("{name}{pairs:?}{value}")
+            })
+            .collect()
+    };
+    assert_eq!(normalise(&via_monitor), normalise(&rendered[0]));
+}
+
+#[test]
+fn exported_presets_pin_one_version_per_kind_and_say_why() {
+    let text = stdout(&tapmon(&["presets"]));
+    assert!(!text.contains("version: '*'") && !text.contains("version: \"*\""));
+    assert!(
+        text.contains("group: tekton.dev\n      version: v1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--version-of"),
+        "the comment says how to change it"
+    );
+    let text = stdout(&tapmon(&["presets", "--version-of", "tekton.dev=v1beta1"]));
+    assert!(text.contains("group: tekton.dev\n      version: v1beta1\n"));
+}
