@@ -238,3 +238,36 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     .await;
     operator.stop().await;
 }
+
+#[test]
+fn dashboards_are_clean_under_grafanas_strict_schema() {
+    use tapmon_presets::TapGroup;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for scope in [None, Some("dev-team-a/tap")] {
+        for board in tapmon_publish::dashboards::dashboards(&TapGroup::ALL, scope) {
+            let path = dir
+                .path()
+                .join(format!("{}-{}.json", board.slug, files.len()));
+            std::fs::write(&path, serde_json::to_vec_pretty(&board.json).unwrap()).unwrap();
+            files.push(path);
+        }
+    }
+    // Grafana's own schema (grafana-foundation-sdk, strict), plus a description and a unit on
+    // every panel: `e2e/tools/grafana-validate`.
+    let out = std::process::Command::new(
+        tapmon_e2e::install::tools_dir()
+            .unwrap()
+            .join("grafana-validate"),
+    )
+    .args(&files)
+    .output()
+    .unwrap();
+    let problems = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && problems.is_empty(),
+        "{} problems:\n{problems}{}",
+        problems.lines().count(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

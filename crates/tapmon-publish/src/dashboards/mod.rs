@@ -44,11 +44,19 @@ impl Dashboard {
             Some(s) => format!("{title} ({s})"),
             None => title.to_owned(),
         };
-        Dashboard {
-            slug,
-            json: model(&uid, &title, &layout.scope, workload, layout.panels),
-            uid,
-        }
+        // Each dashboard links to the other, keeping time range and variables.
+        let (other, other_title) = match slug {
+            "overview" => ("supply-chain", "Workload supply chain"),
+            _ => ("overview", "TAP overview"),
+        };
+        let links = json!([{
+            "title": other_title, "type": "link", "url": format!("/d/{}", self::uid(other, scope)),
+            "icon": "dashboard", "tooltip": "", "tags": [], "asDropdown": false,
+            "targetBlank": false, "includeVars": true, "keepTime": true
+        }]);
+        let mut json = model(&uid, &title, &layout.scope, workload, layout.panels);
+        json["links"] = links;
+        Dashboard { slug, json, uid }
     }
 }
 
@@ -72,7 +80,7 @@ fn templating(scope: &str, workload: bool) -> Value {
         "{{{scope}__name__=~\"(cartographer|kpack|tekton|flux|knative|scst|service_binding|stk|api_descriptor|carvel|accelerator).*_info\"}}"
     );
     let mut list = vec![
-        json!({"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "current": {}, "hide": 0}),
+        json!({"name": "datasource", "label": "Data source", "type": "datasource", "query": "prometheus", "hide": 0}),
         json!({
             "name": "namespace", "label": "Namespace", "type": "query",
             "datasource": {"type": "prometheus", "uid": DS},
@@ -102,7 +110,8 @@ fn model(uid: &str, title: &str, scope: &str, workload: bool, panels: Vec<Value>
         "uid": uid,
         "title": title,
         "tags": ["tap", "tapmon"],
-        "editable": true,
+        // Generated and re-applied by the operator: edits in Grafana would be overwritten.
+        "editable": false,
         "schemaVersion": 39,
         "version": 1,
         "time": {"from": "now-6h", "to": "now"},

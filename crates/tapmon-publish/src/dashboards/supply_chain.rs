@@ -3,19 +3,22 @@
 use serde_json::json;
 use tapmon_presets::TapGroup;
 
-use super::layout::Layout;
+use super::layout::{About, Layout, listing};
 use super::{Dashboard, Query};
 use crate::{promql, rules};
 
-/// The objects of each stage in the supply-chain view: group, row title, then (title, width,
-/// query) per table.
-type Tables = &'static [(&'static str, u32, Query)];
+/// The objects of each stage in the supply-chain view: group, row title, then (title, what it
+/// shows, width, query) per table.
+type Tables = &'static [(&'static str, About, u32, Query)];
 const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
     (
         TapGroup::Flux,
         "Source",
         &[(
             "Git source",
+            listing(
+                "The Flux GitRepository the workload's source comes from: Ready, reason and last fetched revision.",
+            ),
             24,
             Query::Text(r#"flux_git_repository_status{S workload="$workload", type="Ready"}"#),
         )],
@@ -26,6 +29,9 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
         &[
             (
                 "Test pipeline runs",
+                listing(
+                    "The Tekton PipelineRuns that tested the workload, with their Succeeded condition.",
+                ),
                 12,
                 Query::Text(
                     r#"tekton_pipeline_run_status{S workload="$workload", type="Succeeded"}"#,
@@ -33,6 +39,9 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
             ),
             (
                 "Config writer runs",
+                listing(
+                    "The Tekton TaskRuns that wrote the workload's delivery config, with their Succeeded condition.",
+                ),
                 12,
                 Query::Text(
                     r#"tekton_task_run_status{S workload="$workload", component="config-writer", type="Succeeded"}"#,
@@ -46,11 +55,15 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
         &[
             (
                 "Builds",
+                listing(
+                    "The kpack Builds of the workload's image (those kpack keeps), with their Succeeded condition.",
+                ),
                 16,
                 Query::Text(r#"kpack_build_status{S workload="$workload", type="Succeeded"}"#),
             ),
             (
                 "Buildpacks",
+                listing("The buildpacks and versions the workload's builds used."),
                 8,
                 Query::Text(r#"kpack_build_involved_buildpacks{S workload="$workload"}"#),
             ),
@@ -62,11 +75,17 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
         &[
             (
                 "Image scans (CVE counts)",
+                listing(
+                    "Scans of the workload's image: scanner, policy result and CVE counts by severity.",
+                ),
                 12,
                 Query::Text(r#"scst_image_scan_info{S workload="$workload"}"#),
             ),
             (
                 "Source scans (CVE counts)",
+                listing(
+                    "Scans of the workload's source: scanner, policy result and CVE counts by severity.",
+                ),
                 12,
                 Query::Text(r#"scst_source_scan_info{S workload="$workload"}"#),
             ),
@@ -78,6 +97,7 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
         // Deliverables carry no workload label; their name is the workload's.
         &[(
             "Deliverable",
+            listing("The Deliverable of the workload (same name) and its Ready condition."),
             24,
             Query::OfChosenWorkload(promql::DELIVERABLE_READY_BY_WORKLOAD),
         )],
@@ -88,11 +108,13 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
         &[
             (
                 "Knative service",
+                listing("The Knative Service running the workload: its URL and latest revisions."),
                 12,
                 Query::Text(r#"knative_service_info{S workload="$workload"}"#),
             ),
             (
                 "Revisions",
+                listing("The workload's Knative Revisions with their Ready condition."),
                 12,
                 Query::Text(r#"knative_revision_status{S workload="$workload", type="Ready"}"#),
             ),
@@ -103,11 +125,27 @@ const STAGE_TABLES: [(TapGroup, &str, Tables); 7] = [
         "Bindings",
         &[(
             "Service bindings",
+            listing("The ServiceBindings of the workload with their Ready condition."),
             24,
             Query::Text(r#"service_binding_status{S workload="$workload", type="Ready"}"#),
         )],
     ),
 ];
+
+/// A stage's state, as its recording rule gives it.
+const STAGE: About = About {
+    description: "This stage for the chosen workload: 1 when its objects are healthy, 0 when one is failing, -1 when unknown (still running, or no condition yet), from the tap:stage recording rules.",
+    unit: "none",
+};
+
+/// The words for a stage's values.
+static STAGE_WORDS: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+    json!([{"type": "value", "options": {
+        "1": {"text": "healthy", "index": 0},
+        "0": {"text": "failing", "index": 1},
+        "-1": {"text": "unknown", "index": 2}
+    }}])
+});
 
 /// One workload's supply chain: each stage's state and history, then the objects of each stage.
 pub fn supply_chain(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
@@ -127,12 +165,15 @@ pub fn supply_chain(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
         l.panel(
             "stat",
             stage,
+            STAGE,
             3,
             4,
             &[(expr.as_str(), "")],
-            json!({"options": {"reduceOptions": {"calcs": ["lastNotNull"]}, "colorMode": "background"},
-                   "fieldConfig": {"defaults": {"thresholds": {"mode": "absolute", "steps": [
-                       {"color": "orange", "value": null}, {"color": "red", "value": 0}, {"color": "green", "value": 1}]}}}}),
+            json!({"options": {"colorMode": "background"},
+                   "fieldConfig": {"defaults": {
+                       "thresholds": {"mode": "absolute", "steps": [
+                           {"color": "orange", "value": null}, {"color": "red", "value": 0}, {"color": "green", "value": 1}]},
+                       "mappings": STAGE_WORDS.clone()}}}),
         );
     }
     let history: Vec<(&str, &str)> = stages
@@ -141,13 +182,24 @@ pub fn supply_chain(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
         .collect();
     if !history.is_empty() {
         l.next_line();
-        l.panel("timeseries", "Stage history", 24, 8, &history, json!({}));
+        l.panel(
+            "timeseries",
+            "Stage history",
+            About {
+                description: "Each stage of the workload over time: 1 healthy, 0 failing, -1 unknown. A dip is a failed build, test, scan or rollout; its length is how long the stage stayed broken.",
+                unit: "none",
+            },
+            24,
+            8,
+            &history,
+            json!({"fieldConfig": {"defaults": {"mappings": STAGE_WORDS.clone()}}}),
+        );
     }
     for (group, row, tables) in STAGE_TABLES {
         if on(group) {
             l.row(row);
-            for (title, width, query) in tables {
-                l.table(title, *width, &query.template());
+            for (title, about, width, query) in tables {
+                l.table(title, *about, *width, &query.template());
             }
         }
     }
