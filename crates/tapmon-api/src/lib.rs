@@ -9,6 +9,7 @@ mod groups;
 mod spec;
 mod status;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 pub use admission::{POLICY_NAME, admission_policy};
@@ -29,6 +30,63 @@ pub const KIND: &str = "TapMonitor";
 /// Most extra resources one TapMonitor may declare; bounds the cost of its validation rules.
 pub const MAX_RESOURCES: usize = 64;
 
+/// Both CRDs as installed: the derived ones, with a root that says what each kind is and lists
+/// the standard fields, so that `kubectl explain tapmon` reads well.
+pub fn crds() -> [CustomResourceDefinition; 2] {
+    let mut namespaced = TapMonitor::crd();
+    describe_root(
+        &mut namespaced,
+        "TapMonitor turns the status of the Tanzu Application Platform's resources in its own namespace into Prometheus series, served by the tapmon operator, and publishes a ServiceMonitor, a PrometheusRule and Grafana dashboards for them in the same namespace. It reads nothing outside its namespace; ClusterTapMonitor reads all of them.",
+    );
+    let mut cluster = ClusterTapMonitor::crd();
+    describe_root(
+        &mut cluster,
+        "ClusterTapMonitor is a TapMonitor that reads every namespace (or those its namespaceSelector picks), for platform teams; what it publishes goes to the operator's namespace. Creating one takes a cluster-wide right that only cluster administrators have by default.",
+    );
+    [namespaced, cluster]
+}
+
+/// Sets the description of each version's root schema and adds `apiVersion`, `kind` and
+/// `metadata`, which the derived schema leaves out.
+fn describe_root(crd: &mut CustomResourceDefinition, description: &str) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSONSchemaProps;
+    let field = |type_: &str, description: &str| JSONSchemaProps {
+        type_: Some(type_.into()),
+        description: Some(description.into()),
+        ..Default::default()
+    };
+    for version in &mut crd.spec.versions {
+        let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        else {
+            continue;
+        };
+        root.description = Some(description.into());
+        let properties = root.properties.get_or_insert_with(Default::default);
+        properties.insert(
+            "apiVersion".into(),
+            field("string", "APIVersion defines the versioned schema of this representation of an object: tapmon.io/v1alpha1."),
+        );
+        properties.insert(
+            "kind".into(),
+            field(
+                "string",
+                "Kind is the REST resource this object represents.",
+            ),
+        );
+        // The API server allows `metadata` only as a bare object (no description).
+        properties.insert(
+            "metadata".into(),
+            JSONSchemaProps {
+                type_: Some("object".into()),
+                ..Default::default()
+            },
+        );
+    }
+}
+
 /// What `crds/` holds, as (file name, YAML text): the TapMonitor and ClusterTapMonitor
 /// CustomResourceDefinitions, and the admission policy that checks what their schema cannot.
 pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_json::Error> {
@@ -39,7 +97,7 @@ pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_json::Error> {
         Ok(text)
     };
     let mut out = Vec::new();
-    for crd in [TapMonitor::crd(), ClusterTapMonitor::crd()] {
+    for crd in crds() {
         let name = crd.metadata.name.clone().unwrap_or_default();
         let plural = name.split('.').next().unwrap_or_default().to_owned();
         out.push((format!("{GROUP}_{plural}.yaml"), pretty(&crd)?));
@@ -101,6 +159,23 @@ mod tests {
                     "{dir}/{file} is stale: run `make generate`"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn kubectl_explain_reads_a_description_and_the_standard_fields() {
+        for crd in crds() {
+            let crd = serde_json::to_value(crd).unwrap();
+            let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+            let text = root["description"].as_str().unwrap();
+            assert!(!text.contains("Auto-generated"), "{text}");
+            for field in ["apiVersion", "kind", "spec", "status"] {
+                assert!(
+                    root["properties"][field]["description"].is_string(),
+                    "{field}"
+                );
+            }
+            assert_eq!(root["properties"]["metadata"], json!({"type": "object"}));
         }
     }
 
