@@ -56,7 +56,10 @@ pub use kube::{
     dynamic_api, install_crds, tapmonitors,
 };
 pub use operator::{Operator, cluster_with_operator, operator_identity};
-pub use prometheus::{PROMETHEUS_OPERATOR, Prometheus, ScrapeTarget, prometheus_operator_crds};
+pub use prometheus::{
+    PROMETHEUS_OPERATOR, Prometheus, ScrapeTarget, install_publishing_crds,
+    prometheus_operator_crds,
+};
 pub use wait::eventually;
 
 /// Serialises the tests of one binary: each starts its own control plane, and two on two

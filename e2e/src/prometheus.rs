@@ -38,6 +38,15 @@ pub struct ScrapeTarget<'a> {
 impl Prometheus {
     /// Starts Prometheus with a static config for `targets`, waits until it is ready.
     pub async fn start(name: &str, targets: &[ScrapeTarget<'_>]) -> anyhow::Result<Prometheus> {
+        Self::start_with_rules(name, targets, None).await
+    }
+
+    /// As [`Prometheus::start`], evaluating the rule file `rules` (Prometheus' YAML, or JSON).
+    pub async fn start_with_rules(
+        name: &str,
+        targets: &[ScrapeTarget<'_>],
+        rules: Option<&str>,
+    ) -> anyhow::Result<Prometheus> {
         let dir = root()
             .join("target/e2e")
             .join(format!("prometheus-{name}-{}", std::process::id()));
@@ -55,6 +64,10 @@ impl Prometheus {
                 "- job_name: {}\n  honor_labels: true\n  metrics_path: {}\n  static_configs: [{{targets: ['{}']{labels}}}]\n",
                 t.job, t.path, t.addr
             ));
+        }
+        if let Some(rules) = rules {
+            std::fs::write(dir.join("rules.yml"), rules)?;
+            config.push_str("rule_files: [rules.yml]\n");
         }
         std::fs::write(dir.join("prometheus.yml"), config)?;
         let addr = free_port();
@@ -137,6 +150,12 @@ impl Drop for Prometheus {
 
 /// The Prometheus Operator release whose CRDs check what the operator publishes.
 pub const PROMETHEUS_OPERATOR: &str = "v0.85.0";
+
+/// Installs the Prometheus Operator CRDs monitors publish: ServiceMonitor and PrometheusRule.
+pub async fn install_publishing_crds(client: &kube::Client) -> anyhow::Result<()> {
+    let crds = prometheus_operator_crds(&["servicemonitors", "prometheusrules"])?;
+    crate::kube::install_crds(client, &crds).await
+}
 
 /// The Prometheus Operator CRDs of `kinds` (plurals, e.g. `servicemonitors`), taken from its Go
 /// module at test time (downloaded once into the Go module cache, never committed).

@@ -14,7 +14,7 @@ use tapmon_e2e::health::{Health, argocd_health, argocd_script, kstatus};
 use tapmon_e2e::status::condition;
 use tapmon_e2e::{
     apply, apply_tap_monitor, cluster_with_operator, eventually, install_crds,
-    prometheus_operator_crds, root, serial, tapmonitors,
+    install_publishing_crds, root, serial, tapmonitors,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -54,12 +54,7 @@ fn monitors() -> Vec<(&'static str, Value, Reason)> {
 async fn kstatus_and_argo_cd_judge_each_live_monitor_as_its_conditions_say() {
     let _serial = serial().await;
     let (cluster, operator) = cluster_with_operator("health", true).await.unwrap();
-    install_crds(
-        &cluster.admin,
-        &prometheus_operator_crds(&["servicemonitors", "prometheusrules"]).unwrap(),
-    )
-    .await
-    .unwrap();
+    install_publishing_crds(&cluster.admin).await.unwrap();
     install_crds(
         &cluster.admin,
         &[root().join("e2e/fixtures/features/crd.yaml")],

@@ -11,7 +11,7 @@ use tapmon_api::{ConditionType, Reason, status_str};
 use tapmon_e2e::status;
 use tapmon_e2e::{
     Prometheus, ScrapeTarget, apply, cluster_monitors, cluster_with_operator, dynamic_api,
-    eventually, install_crds, prometheus_operator_crds, serial,
+    eventually, install_publishing_crds, serial,
 };
 
 /// A condition of a TapMonitor read from the API: (status, reason).
@@ -58,12 +58,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
     .await;
 
     // The CRD appears: the ServiceMonitor follows, accepted by the real schema.
-    install_crds(
-        &cluster.admin,
-        &prometheus_operator_crds(&["servicemonitors", "prometheusrules"]).unwrap(),
-    )
-    .await
-    .unwrap();
+    install_publishing_crds(&cluster.admin).await.unwrap();
     let sm = eventually(
         "ServiceMonitor created",
         Duration::from_secs(60),

@@ -18,7 +18,7 @@ use tapmon_e2e::status::{condition, kind_state, ready};
 use tapmon_e2e::tls::{TestCa, served_certificate};
 use tapmon_e2e::{
     Cluster, Operator, apply, apply_tap_monitor, dynamic_api, eventually, install_crds,
-    load_tap_environment, operator_identity, parse_exposition, prometheus_operator_crds,
+    install_publishing_crds, load_tap_environment, operator_identity, parse_exposition,
     promtool_findings, python_samples, root, serial, tapmonitors, yaml_files,
 };
 
@@ -340,12 +340,7 @@ async fn objects_of_the_same_name_the_monitor_does_not_own_are_left_untouched() 
     let _serial = serial().await;
     let cluster = Cluster::up("deputy").await.unwrap();
     load_tap_environment(&cluster.admin).await.unwrap();
-    install_crds(
-        &cluster.admin,
-        &prometheus_operator_crds(&["servicemonitors", "prometheusrules"]).unwrap(),
-    )
-    .await
-    .unwrap();
+    install_publishing_crds(&cluster.admin).await.unwrap();
     let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
     let ns = "dev-team-a";
     let configmaps = dynamic_api(
