@@ -42,6 +42,20 @@ log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 need() { for c; do command -v "$c" >/dev/null || die "needs '$c' on PATH"; done; }
 
+# Runs "$@" in the background and says every 30 s how long it has been running, so that a first
+# build of several minutes is not silence; returns its exit status.
+with_progress() {
+	local what=$1 start=$SECONDS pid ticks=0
+	shift
+	"$@" &
+	pid=$!
+	while kill -0 "$pid" 2>/dev/null; do
+		sleep 1
+		if ((++ticks % 30 == 0)); then log "$what: $((SECONDS - start))s so far"; fi
+	done
+	wait "$pid"
+}
+
 # ---------------------------------------------------------------------------------------- build
 
 # The cache key covers everything the binary is built from: the code, and go.mod/go.sum (which pin
@@ -69,7 +83,8 @@ cmd_build_ksm() {
 	mkdir -p "$(dirname "$dir")"
 	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 	chmod 755 "$tmp"
-	if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$tmp/kube-state-metrics" k8s.io/kube-state-metrics/v2); then
+	if ! with_progress "building kube-state-metrics" \
+		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -o "$2/kube-state-metrics" k8s.io/kube-state-metrics/v2' _ "$src" "$tmp"; then
 		rm -rf "$tmp"
 		die "go build of kube-state-metrics failed"
 	fi
@@ -104,7 +119,8 @@ cmd_build_tools() {
 	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 	chmod 755 "$tmp"
 	for tool in github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm ./kstatus ./grafana-validate; do
-		if ! (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/" "$tool"); then
+		if ! with_progress "building $tool" \
+			bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$2" -o "$3/" "$4"' _ "$src" "$ldflags" "$tmp" "$tool"; then
 			rm -rf "$tmp"
 			die "go build of $tool failed"
 		fi
@@ -138,7 +154,8 @@ cmd_build() {
 	mkdir -p "$(dirname "$dir")"
 	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 	chmod 755 "$tmp"
-	if ! (cd "$SRC_DIR" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$tmp/tapmon-controlplane" .); then
+	if ! with_progress "building tapmon-controlplane" \
+		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$2" -o "$3/tapmon-controlplane" .' _ "$SRC_DIR" "$ldflags" "$tmp"; then
 		rm -rf "$tmp"
 		die "go build failed"
 	fi

@@ -9,6 +9,7 @@ use tapmon_e2e::{
     Cluster, Operator, Prometheus, ScrapeTarget, apply_files, cluster_monitors, eventually,
     load_tap_environment, operator_identity, root,
 };
+use tapmon_presets::TapGroup;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,7 +32,11 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let path = "/clustermonitors/tap/metrics";
-    let prometheus = Prometheus::start(
+    // The rules the monitor would publish as a PrometheusRule, evaluated as kube-prometheus-stack's
+    // Prometheus would (there is no Prometheus Operator here to load them).
+    let groups = tapmon_publish::rules::rule_groups(&TapGroup::ALL, Some("tap"));
+    let rules = serde_json::to_string(&serde_json::json!({ "groups": groups }))?;
+    let prometheus = Prometheus::start_with_rules(
         "demo",
         &[ScrapeTarget {
             job: "tapmon",
@@ -39,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
             path,
             tap_monitor: Some("tap"),
         }],
+        Some(&rules),
     )
     .await
     .context("starting Prometheus")?;
@@ -66,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
         prometheus.addr
     );
     println!("    try: count by (type) (cartographer_workload_info)");
+    println!("         tap:workload_stage:status   (a recording rule; alerts: /alerts)");
     println!(
         "  kubectl:  export KUBECONFIG={}",
         cluster.kubeconfig().display()
