@@ -29,6 +29,15 @@ impl ServedKind {
         }
     }
 
+    /// The resource as RBAC rules name it: `plural.group`, or `plural` in the core group.
+    pub fn rbac_resource(&self) -> String {
+        if self.group.is_empty() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
     /// The kind as the API client addresses it.
     pub fn api_resource(&self) -> ApiResource {
         ApiResource {

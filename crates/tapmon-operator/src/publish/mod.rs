@@ -121,31 +121,6 @@ impl Published {
     }
 }
 
-/// How a publish outcome weighs on the monitor's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishHealth {
-    /// Applied, disabled, or waiting for its CRD: nothing wrong with the monitor.
-    Fine,
-    /// Failed in a way a retry may mend (the API server unavailable, a timeout).
-    Retrying,
-    /// Failed in a way only a change mends: the object's content, its name, or the operator's
-    /// rights.
-    NeedsChange,
-}
-
-impl Published {
-    /// How this outcome weighs on the monitor's health.
-    pub fn health(&self) -> PublishHealth {
-        match self {
-            Published::Applied | Published::Disabled | Published::NotInstalled => {
-                PublishHealth::Fine
-            }
-            Published::Failed(e) if e.needs_change() => PublishHealth::NeedsChange,
-            Published::Failed(_) => PublishHealth::Retrying,
-        }
-    }
-}
-
 /// Why a published object could not be written.
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
 pub enum PublishError {

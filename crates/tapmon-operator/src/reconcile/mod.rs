@@ -273,11 +273,7 @@ fn observe<'m>(monitor: &'m Monitor, plan: &Plan, ctx: &Context) -> Observed<'m>
                 let stats = monitor.stats(watch);
                 WatchObserved {
                     version: watch.kind.version.clone(),
-                    resource: if watch.kind.group.is_empty() {
-                        watch.kind.plural.clone()
-                    } else {
-                        format!("{}.{}", watch.kind.plural, watch.kind.group)
-                    },
+                    resource: watch.kind.rbac_resource(),
                     state,
                     synced,
                     objects: stats.objects,

@@ -6,7 +6,7 @@ use k8s_openapi::jiff::Timestamp;
 use tapmon_api::{ConditionType, KindState, KindStatus, Reason, TapMonitorStatus, status_str};
 use tapmon_crs::ConfigError;
 
-use crate::publish::{PublishHealth, PublishKind, Published};
+use crate::publish::{PublishError, PublishKind, Published};
 use crate::watches::WatchState;
 
 /// Longest condition message; longer ones are cut with an ellipsis.
@@ -348,25 +348,20 @@ fn not_ready(
             stalled: true,
         });
     }
-    let failed: Vec<(&PublishKind, &Published)> = published
+    // Applied, disabled or waiting for its CRD is no failure.
+    let failed: Vec<&PublishError> = published
         .iter()
-        .filter(|(_, p)| p.health() != PublishHealth::Fine)
-        .map(|(k, p)| (k, p))
+        .filter_map(|(_, p)| match p {
+            Published::Failed(e) => Some(e),
+            _ => None,
+        })
         .collect();
     if !failed.is_empty() {
-        let messages: Vec<String> = failed
-            .iter()
-            .map(|(_, p)| match p {
-                Published::Failed(e) => e.to_string(),
-                _ => String::new(),
-            })
-            .collect();
+        let messages: Vec<String> = failed.iter().map(|e| e.to_string()).collect();
         return Some(NotReady {
             reason: Reason::PublishFailed,
             message: truncate(&messages.join("; "), MESSAGE_LIMIT),
-            stalled: failed
-                .iter()
-                .any(|(_, p)| p.health() == PublishHealth::NeedsChange),
+            stalled: failed.iter().any(|e| e.needs_change()),
         });
     }
     let failing: Vec<String> = kinds
