@@ -24,28 +24,11 @@ use crate::kube::{apply_cluster_monitor, cluster_monitors, dynamic_api};
 use crate::operator::operator_identity;
 use crate::process::OperatorProcess;
 use crate::status::{condition, ready};
+use crate::wait::until;
 
 /// The monitor every case uses: a ClusterTapMonitor over every group.
 pub const MONITOR: &str = "tap";
 const PATH: &str = "/clustermonitors/tap/metrics";
-
-/// Polls `check` every 100 ms until it returns Some, or fails naming `what`.
-async fn until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Ok(v);
-        }
-        if Instant::now() > deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// A cluster with the sample TAP environment, the operator's RBAC and the monitor.
 pub async fn prepared(name: &str) -> anyhow::Result<Cluster> {
