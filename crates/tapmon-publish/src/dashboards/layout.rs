@@ -184,7 +184,7 @@ impl Layout {
     pub(super) fn bars(&mut self, title: &str, about: About, expr: &str, legend: &str) {
         let links = match &self.workload_link {
             Some(uid) if legend == "{{workload}}" => {
-                json!([self.supply_chain_link(uid, "${__field.labels.workload}")])
+                json!([supply_chain_link(uid, "${__field.labels.workload}")])
             }
             _ => json!([]),
         };
@@ -204,7 +204,7 @@ impl Layout {
     pub(super) fn table(&mut self, title: &str, about: About, w: u32, expr: &str) {
         let links = match &self.workload_link {
             Some(uid) if expr.starts_with("cartographer_workload_") => {
-                json!([self.supply_chain_link(uid, "${__data.fields.name}")])
+                json!([supply_chain_link(uid, "${__data.fields.name}")])
             }
             _ => json!([]),
         };
@@ -221,15 +221,15 @@ impl Layout {
             }),
         );
     }
+}
 
-    /// A data link to the supply-chain dashboard `uid` for the workload `workload` names,
-    /// keeping the data source, the namespaces chosen and the time range.
-    fn supply_chain_link(&self, uid: &str, workload: &str) -> Value {
-        json!({
-            "title": "Supply chain of this workload",
-            "url": format!("/d/{uid}?${{datasource:queryparam}}&${{namespace:queryparam}}&var-workload={workload}&${{__url_time_range}}")
-        })
-    }
+/// A data link to the supply-chain dashboard `uid` for the workload `workload` names,
+/// keeping the data source, the namespaces chosen and the time range.
+fn supply_chain_link(uid: &str, workload: &str) -> Value {
+    json!({
+        "title": "Supply chain of this workload",
+        "url": format!("/d/{uid}?${{datasource:queryparam}}&${{namespace:queryparam}}&var-workload={workload}&${{__url_time_range}}")
+    })
 }
 
 #[cfg(test)]
