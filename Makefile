@@ -4,7 +4,7 @@ SHELL := bash
 CARGO ?= cargo
 STATE ?= .state/cluster
 
-.PHONY: help demo deps fmt lint test test-unit e2e reliability controlplane ksm tools image generate check-generated bench bench-micro render cluster-up cluster-down
+.PHONY: help demo deps fmt lint test test-unit e2e reliability controlplane ksm prometheus-operator tools image generate check-generated bench bench-micro render cluster-up cluster-down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,7 +34,7 @@ test-unit: ## Every test that needs no Go build and no cluster: unit, CLI, docs 
 	$(CARGO) test --workspace --locked --exclude tapmon-e2e
 	$(CARGO) test -p tapmon-e2e --locked --lib --bins
 
-e2e: controlplane ksm image ## Only the end-to-end tests against a real kube-apiserver
+e2e: controlplane ksm prometheus-operator image ## Only the end-to-end tests against a real kube-apiserver
 	$(CARGO) build --locked -p tapmon --bin tapmon
 	$(CARGO) test -p tapmon-e2e --locked
 
@@ -43,6 +43,9 @@ controlplane: ## Build (or find cached) the loopback control plane from Go modul
 
 ksm: ## Build (or find cached) kube-state-metrics v2.20.0 for the side-by-side test
 	e2e/cluster.sh build-ksm
+
+prometheus-operator: ## Build (or find cached) the Prometheus Operator v0.85.0 the e2e tests run
+	e2e/cluster.sh build-prometheus-operator
 
 tools: ## Build (or find cached) crane and helm from e2e/tools
 	e2e/cluster.sh build-tools

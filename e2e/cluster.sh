@@ -5,6 +5,8 @@
 #
 #   e2e/cluster.sh build                         build the binary (cached), print its path
 #   e2e/cluster.sh build-ksm                     build kube-state-metrics from e2e/ksm (cached), print its path
+#   e2e/cluster.sh build-prometheus-operator     build the Prometheus Operator from e2e/prometheus-operator (cached), print
+#                                                its path
 #   e2e/cluster.sh build-tools                   build crane, helm, kstatus and grafana-validate from e2e/tools (cached), print the
 #                                                directory holding them
 #   e2e/cluster.sh up STATE_DIR                  start a cluster; prints export KUBECONFIG=...
@@ -87,6 +89,40 @@ cmd_build_ksm() {
 		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -o "$2/kube-state-metrics" k8s.io/kube-state-metrics/v2' _ "$src" "$tmp"; then
 		rm -rf "$tmp"
 		die "go build of kube-state-metrics failed"
+	fi
+	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
+	log "built in $((SECONDS - start))s"
+	printf '%s\n' "$bin"
+}
+
+# The Prometheus Operator, so the e2e suite checks what it generates from tapmon's published objects
+# instead of hand-written expectations: built from the Go module pinned in e2e/prometheus-operator
+# (its own module: it needs the Kubernetes libraries it was released with, not e2e/tools' newer ones),
+# cached by the hash of that module's files and the link flags.
+cmd_build_prometheus_operator() {
+	(($# == 0)) || die "usage: cluster.sh build-prometheus-operator"
+	local src=$E2E_DIR/prometheus-operator hash dir bin tmp start=$SECONDS version ldflags
+	version=$(sed -n 's#^require github.com/prometheus-operator/prometheus-operator v\([0-9.]*\)$#\1#p' "$src/go.mod")
+	[[ -n $version ]] || die "e2e/prometheus-operator/go.mod: no prometheus-operator version"
+	# The version ends up in the default config-reloader image name and --version, as upstream's
+	# own build stamps it.
+	ldflags="-s -w -X github.com/prometheus/common/version.Version=$version"
+	hash=$( (cd "$src" && cat go.mod go.sum tools.go && echo "$ldflags") | sha256sum | cut -c1-16)
+	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/prometheus-operator-$hash
+	bin=$dir/prometheus-operator
+	if [[ -x $bin ]]; then
+		printf '%s\n' "$bin"
+		return
+	fi
+	need go
+	log "building the Prometheus Operator $version into $dir (several minutes on two cores)"
+	mkdir -p "$(dirname "$dir")"
+	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
+	chmod 755 "$tmp"
+	if ! with_progress "building the Prometheus Operator" \
+		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$3" -o "$2/prometheus-operator" github.com/prometheus-operator/prometheus-operator/cmd/operator' _ "$src" "$tmp" "$ldflags"; then
+		rm -rf "$tmp"
+		die "go build of the Prometheus Operator failed"
 	fi
 	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 	log "built in $((SECONDS - start))s"
@@ -730,6 +766,7 @@ main() {
 	case $verb in
 	build) cmd_build "$@" ;;
 	build-ksm) cmd_build_ksm "$@" ;;
+	build-prometheus-operator) cmd_build_prometheus_operator "$@" ;;
 	build-tools) cmd_build_tools "$@" ;;
 	up) cmd_up "$@" ;;
 	down) cmd_down "$@" ;;

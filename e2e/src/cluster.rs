@@ -21,7 +21,8 @@ pub struct Cluster {
     pub admin: Client,
 }
 
-pub(crate) fn cluster_sh(args: &[&str]) -> anyhow::Result<()> {
+/// Runs `e2e/cluster.sh args...`; its stdout, or its stderr as the error.
+pub(crate) fn cluster_sh(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(root().join("e2e/cluster.sh"))
         .args(args)
         .output()
@@ -33,7 +34,14 @@ pub(crate) fn cluster_sh(args: &[&str]) -> anyhow::Result<()> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(())
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// What `cluster.sh build...` built (or found cached): the path it prints last.
+pub fn built(command: &str) -> anyhow::Result<PathBuf> {
+    let out = cluster_sh(&[command])?;
+    let path = out.lines().last().context("cluster.sh printed no path")?;
+    Ok(PathBuf::from(path.trim()))
 }
 
 pub(crate) async fn client_from(kubeconfig: &Path) -> anyhow::Result<Client> {
@@ -121,7 +129,8 @@ impl Cluster {
     /// Restarts kube-apiserver with the same flags and port, and waits until it is ready.
     pub async fn restart_apiserver(&self) -> anyhow::Result<()> {
         let arg = self.dir.to_string_lossy().to_string();
-        tokio::task::spawn_blocking(move || cluster_sh(&["restart-apiserver", &arg])).await?
+        tokio::task::spawn_blocking(move || cluster_sh(&["restart-apiserver", &arg]).map(drop))
+            .await?
     }
 
     /// A token of ServiceAccount `namespace/name` (TokenRequest, an hour long), creating the
@@ -196,6 +205,7 @@ impl Cluster {
             } else {
                 cluster_sh(&["stop-apiserver", &arg])
             }
+            .map(drop)
         })
         .await?
     }
@@ -203,7 +213,8 @@ impl Cluster {
     /// Starts kube-apiserver again and waits until it is ready.
     pub async fn start_apiserver(&self) -> anyhow::Result<()> {
         let arg = self.dir.to_string_lossy().to_string();
-        tokio::task::spawn_blocking(move || cluster_sh(&["start-apiserver", &arg])).await?
+        tokio::task::spawn_blocking(move || cluster_sh(&["start-apiserver", &arg]).map(drop))
+            .await?
     }
 }
 

@@ -42,11 +42,7 @@ fn run(command: &mut Command, what: &str) -> anyhow::Result<String> {
 
 /// The directory holding crane and helm, built first when needed.
 pub fn tools_dir() -> anyhow::Result<PathBuf> {
-    let out = run(
-        Command::new(root().join("e2e/cluster.sh")).arg("build-tools"),
-        "cluster.sh build-tools",
-    )?;
-    Ok(PathBuf::from(out.trim()))
+    crate::cluster::built("build-tools")
 }
 
 /// Runs helm with `args`, against `kubeconfig` when given; its stdout, or its stderr as the
@@ -89,14 +85,9 @@ pub fn render_chart(args: &[&str]) -> anyhow::Result<String> {
 
 /// `kubectl kustomize dir`, by the control plane's kubectl (the kustomize users have).
 pub fn kustomize(dir: &Path) -> anyhow::Result<String> {
-    let bin = run(
-        Command::new(root().join("e2e/cluster.sh")).arg("build"),
-        "cluster.sh build",
-    )?;
+    let bin = crate::cluster::built("build")?;
     run(
-        Command::new(bin.trim())
-            .args(["kubectl", "kustomize"])
-            .arg(dir),
+        Command::new(bin).args(["kubectl", "kustomize"]).arg(dir),
         &format!("kubectl kustomize {}", dir.display()),
     )
 }

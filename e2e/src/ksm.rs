@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tapmon_crs::model::{CustomResourceStateMetrics, Spec};
 use tapmon_presets::TapGroup;
 
-use crate::cluster::Cluster;
-use crate::fixtures::root;
+use crate::cluster::{Cluster, built};
 use crate::http::{free_port, get};
 use crate::wait::eventually;
 
@@ -28,19 +27,7 @@ pub fn ksm_config() -> String {
 
 /// Builds (or finds cached) kube-state-metrics; its path.
 pub async fn ksm_binary() -> anyhow::Result<PathBuf> {
-    let out = tokio::task::spawn_blocking(|| {
-        Command::new(root().join("e2e/cluster.sh"))
-            .arg("build-ksm")
-            .output()
-    })
-    .await??;
-    if !out.status.success() {
-        bail!(
-            "building kube-state-metrics: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
+    tokio::task::spawn_blocking(|| built("build-ksm")).await?
 }
 
 /// kube-state-metrics on loopback with a custom-resource-state config, stopped by PID on drop.

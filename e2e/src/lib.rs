@@ -10,6 +10,7 @@
 //! | [`operator`] | the operator as its ServiceAccount |
 //! | [`http`] | the one HTTP client |
 //! | [`prometheus`] | Prometheus, the Prometheus Operator's CRDs |
+//! | [`prometheus_operator`] | the Prometheus Operator, and Prometheus running what it generates |
 //! | [`ksm`] | kube-state-metrics |
 //! | [`exposition`] | series of an exposition |
 //! | [`status`] | a TapMonitor's status, in the API's words |
@@ -39,6 +40,7 @@ pub mod operator;
 pub mod probe;
 pub mod process;
 pub mod prometheus;
+pub mod prometheus_operator;
 pub mod status;
 pub mod tls;
 mod wait;

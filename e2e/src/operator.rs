@@ -1,5 +1,6 @@
 //! The operator, running in the test process as its ServiceAccount with `deploy/`'s RBAC.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,6 +67,8 @@ pub struct Settings {
     pub leader: Option<String>,
     /// Bounds of the metrics server.
     pub http: Option<tapmon_operator::http::Limits>,
+    /// Labels on every published object (`--published-label`).
+    pub published_labels: BTreeMap<String, String>,
 }
 
 /// The operator, running in this process as its ServiceAccount.
@@ -97,7 +100,10 @@ impl Operator {
             metrics_addr: metrics,
             telemetry_addr: telemetry,
             initial_list: None,
-            service: tapmon_operator::publish::OperatorService::default(),
+            service: tapmon_operator::publish::OperatorService {
+                published_labels: settings.published_labels.clone(),
+                ..Default::default()
+            },
             metrics_auth: if settings.auth {
                 tapmon_operator::MetricsAuth::Kubernetes
             } else {

@@ -47,11 +47,6 @@ impl Prometheus {
         targets: &[ScrapeTarget<'_>],
         rules: Option<&str>,
     ) -> anyhow::Result<Prometheus> {
-        let dir = root()
-            .join("target/e2e")
-            .join(format!("prometheus-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("data"))?;
         let mut config = String::from(
             "global: {scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s}\nscrape_configs:\n",
         );
@@ -65,18 +60,53 @@ impl Prometheus {
                 t.job, t.path, t.addr
             ));
         }
+        let mut files = Vec::new();
         if let Some(rules) = rules {
-            std::fs::write(dir.join("rules.yml"), rules)?;
+            files.push(("rules.yml".to_owned(), rules.to_owned()));
             config.push_str("rule_files: [rules.yml]\n");
         }
-        std::fs::write(dir.join("prometheus.yml"), config)?;
+        Self::start_with_config(name, &config, &files).await
+    }
+
+    /// Starts Prometheus with `config`, `files` (path relative to the config, content) beside
+    /// it, and waits until it is ready. Relative paths in the config (rule files, service
+    /// discovery files, credentials) are read from beside it. The config is checked with
+    /// `promtool check config` first, so a mistake reads as promtool's message.
+    pub async fn start_with_config(
+        name: &str,
+        config: &str,
+        files: &[(String, String)],
+    ) -> anyhow::Result<Prometheus> {
+        let dir = root()
+            .join("target/e2e")
+            .join(format!("prometheus-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("data"))?;
+        for (path, content) in files {
+            let path = dir.join(path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(path, content)?;
+        }
+        let config_file = dir.join("prometheus.yml");
+        std::fs::write(&config_file, config)?;
+        let check = Command::new("promtool")
+            .args(["check", "config"])
+            .arg(&config_file)
+            .output()
+            .context("running promtool (Debian package prometheus; `make deps` installs it)")?;
+        if !check.status.success() {
+            bail!(
+                "promtool check config: {}{}",
+                String::from_utf8_lossy(&check.stdout),
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
         let addr = free_port();
         let log = std::fs::File::create(dir.join("prometheus.log"))?;
         let child = Command::new("prometheus")
-            .arg(format!(
-                "--config.file={}",
-                dir.join("prometheus.yml").display()
-            ))
+            .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
                 dir.join("data").display()
@@ -94,22 +124,24 @@ impl Prometheus {
         Ok(prometheus)
     }
 
-    /// Runs an instant query; the parsed `data.result`, or the error Prometheus gives.
-    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
-        let (status, body) = get(
-            self.addr,
-            &format!("/api/v1/query?query={}", percent_encode(promql)),
-        )
-        .await?;
+    /// A GET of its HTTP API (`/api/v1/...`): the parsed `data`, or the error it gives.
+    pub async fn api(&self, path: &str) -> anyhow::Result<Value> {
+        let (status, body) = get(self.addr, path).await?;
         let reply: Value =
             serde_json::from_str(&body).with_context(|| format!("HTTP {status}: {body}"))?;
         if reply["status"] != "success" {
-            bail!("{promql}: {}: {}", reply["errorType"], reply["error"]);
+            bail!("{path}: {}: {}", reply["errorType"], reply["error"]);
         }
-        Ok(reply["data"]["result"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default())
+        Ok(reply["data"].clone())
+    }
+
+    /// Runs an instant query; the parsed `data.result`, or the error Prometheus gives.
+    pub async fn query(&self, promql: &str) -> anyhow::Result<Vec<Value>> {
+        let data = self
+            .api(&format!("/api/v1/query?query={}", percent_encode(promql)))
+            .await
+            .map_err(|e| anyhow::anyhow!("{promql}: {e}"))?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
     }
 
     /// A query whose result is one number, or None when it is empty.

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use tapmon_api::{ConditionType, Reason, status_str};
 use tapmon_e2e::status;
 use tapmon_e2e::{
-    Prometheus, ScrapeTarget, apply, cluster_monitors, cluster_with_operator, dynamic_api,
-    eventually, install_publishing_crds, serial,
+    apply, cluster_monitors, cluster_with_operator, dynamic_api, eventually,
+    install_publishing_crds, serial,
 };
 
 /// A condition of a TapMonitor read from the API: (status, reason).
@@ -112,32 +112,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
             .contains("tap_monitor=\\\"tap\\\"")
     );
 
-    // Prometheus scraping what the ServiceMonitor describes (its path; loopback address).
-    let path = endpoint["path"].as_str().unwrap().to_owned();
-    let prometheus = Prometheus::start(
-        "publish",
-        &[ScrapeTarget {
-            job: "tapmon",
-            addr: operator.metrics,
-            path: &path,
-            tap_monitor: Some("tap"),
-        }],
-    )
-    .await
-    .unwrap();
-    eventually(
-        "Prometheus scrapes the ServiceMonitor's path",
-        Duration::from_secs(60),
-        || async {
-            let up = prometheus.scalar("up{job=\"tapmon\"}").await.ok()??;
-            let workloads = prometheus
-                .scalar("count(cartographer_workload_info)")
-                .await
-                .ok()??;
-            (up == 1.0 && workloads == 7.0).then_some(())
-        },
-    )
-    .await;
+    // What the Prometheus Operator makes of both, and Prometheus running it: tests/queries.rs.
 
     // The dashboards: one ConfigMap each, labelled for the Grafana sidecar, in a folder, valid
     // JSON under the ConfigMap limit, data keys naming the monitor.
