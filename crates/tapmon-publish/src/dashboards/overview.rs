@@ -133,7 +133,70 @@ const OVERVIEW: &[Section] = &[
     },
 ];
 
-/// The TAP overview: the ten sections of the catalogue, panels only for enabled groups.
+/// Title of the row about tapmon itself.
+pub const OPERATOR_ROW: &str = "tapmon operator";
+
+/// tapmon itself, from its telemetry port as its own ServiceMonitor (`deploy/monitoring/`, the
+/// chart's `selfMonitor`) has Prometheus scrape it: whether the numbers above can be trusted.
+/// Not TAP data, so not limited to the monitor's series; empty where tapmon is not scraped.
+fn operator_row(l: &mut Layout) {
+    l.row(OPERATOR_ROW);
+    l.stat(
+        "Replicas up",
+        count("tapmon replicas Prometheus reaches on their telemetry port. Every replica serves the same series; 0 means nothing above is current."),
+        r#"count(up{job="tapmon", endpoint="telemetry"} == 1) or vector(0)"#,
+    );
+    l.stat(
+        "Leader",
+        About {
+            description: "1 while a replica holds the Lease and writes monitor status, Events and published objects; 0 when none does (series are still served).",
+            unit: "none",
+        },
+        r#"max(tapmon_leader{job="tapmon"}) or vector(0)"#,
+    );
+    l.stat(
+        "Monitors stalled",
+        count("Monitors whose status is Stalled, as the leader last wrote it: they will not recover without a change to the monitor or to tapmon's RBAC (see their conditions)."),
+        r#"sum(tapmon_monitors_by_health{job="tapmon", health="stalled"} * on (namespace, pod) group_left () tapmon_leader{job="tapmon"}) or vector(0)"#,
+    );
+    l.stat(
+        "Series left out",
+        count("Series not served in the last hour because a monitor reached its series limit."),
+        r#"sum(increase(tapmon_series_limit_left_out_total{job="tapmon"}[1h])) or vector(0)"#,
+    );
+    l.next_line();
+    let errors = |description| About {
+        description,
+        unit: "short",
+    };
+    l.panel(
+        "timeseries",
+        "Watch errors",
+        errors("Errors watching TAP kinds, per kind and reason, over 5 minutes: Forbidden means tapmon's ClusterRole lacks the kind; the kind's series are stale meanwhile."),
+        12,
+        8,
+        &[(
+            r#"sum by (kind, reason) (increase(tapmon_watch_errors_total{job="tapmon"}[5m]))"#,
+            "{{kind}} {{reason}}",
+        )],
+        serde_json::json!({}),
+    );
+    l.panel(
+        "timeseries",
+        "Reconcile errors",
+        errors("Errors reconciling monitors, per error, over 5 minutes: status, Events or published objects could not be written."),
+        12,
+        8,
+        &[(
+            r#"sum by (error) (increase(tapmon_reconcile_errors_total{job="tapmon"}[5m]))"#,
+            "{{error}}",
+        )],
+        serde_json::json!({}),
+    );
+}
+
+/// The TAP overview: the ten sections of the catalogue, panels only for enabled groups, then
+/// tapmon itself.
 pub fn overview(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
     let mut l = Layout::new(scope);
     if groups.contains(&Cartographer) {
@@ -157,5 +220,6 @@ pub fn overview(groups: &[TapGroup], scope: Option<&str>) -> Dashboard {
             }
         }
     }
+    operator_row(&mut l);
     Dashboard::new("overview", "TAP overview", scope, false, l)
 }
