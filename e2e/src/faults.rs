@@ -102,21 +102,41 @@ async fn count_writes(cluster: &Cluster, for_: Duration) -> anyhow::Result<(usiz
 /// Events the operator published about the monitor (cluster-scoped: namespace `default`), by
 /// reason.
 async fn events(cluster: &Cluster) -> anyhow::Result<BTreeMap<String, usize>> {
+    Ok(event_list(cluster).await?.into_iter().fold(
+        BTreeMap::new(),
+        |mut out, (reason, _, count)| {
+            *out.entry(reason).or_default() += count;
+            out
+        },
+    ))
+}
+
+/// The monitor's Events: reason, who reported it when (`instance@time`), and how many times.
+async fn event_list(cluster: &Cluster) -> anyhow::Result<Vec<(String, String, usize)>> {
     let api = dynamic_api(
         &cluster.admin,
         Some("default"),
         ("events.k8s.io", "v1", "Event"),
         "events",
     );
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     for e in api.list(&Default::default()).await?.items {
         if e.data["regarding"]["name"] == MONITOR
             && e.data["regarding"]["kind"] == "ClusterTapMonitor"
         {
             // A repeated Event is one object whose series count goes up.
             let count = e.data["series"]["count"].as_u64().unwrap_or(1) as usize;
-            *out.entry(e.data["reason"].as_str().unwrap_or("").to_owned())
-                .or_default() += count;
+            let reported = format!(
+                "{}@{} {}",
+                e.data["reportingInstance"].as_str().unwrap_or(""),
+                e.data["eventTime"].as_str().unwrap_or(""),
+                e.data["note"].as_str().unwrap_or("")
+            );
+            out.push((
+                e.data["reason"].as_str().unwrap_or("").to_owned(),
+                reported,
+                count,
+            ));
         }
     }
     Ok(out)
@@ -131,6 +151,8 @@ pub struct Replicas {
     pub writes_two: usize,
     /// Ready flips in that window.
     pub flips_two: usize,
+    /// Ready Events, by who reported them when, and how many times.
+    pub ready_reports: Vec<(String, usize)>,
     /// Ready Events published, all told.
     pub ready_events: usize,
     /// From killing the leader (SIGKILL) to the other replica leading.
@@ -196,15 +218,19 @@ pub async fn two_replicas(window: Duration) -> anyhow::Result<Replicas> {
     })
     .await?;
     let takeover_after_sigterm = terminated.elapsed();
-    let ready_events = events(&cluster)
+    let ready = EventReason::Ready.to_string();
+    let ready_reports: Vec<(String, usize)> = event_list(&cluster)
         .await?
-        .get(&EventReason::Ready.to_string())
-        .copied()
-        .unwrap_or(0);
+        .into_iter()
+        .filter(|(reason, _, _)| *reason == ready)
+        .map(|(_, reported, count)| (reported, count))
+        .collect();
+    let ready_events = ready_reports.iter().map(|(_, count)| count).sum();
     Ok(Replicas {
         writes_one,
         writes_two,
         flips_two,
+        ready_reports,
         ready_events,
         takeover_after_crash,
         takeover_after_sigterm,

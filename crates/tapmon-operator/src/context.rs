@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::discovery::DiscoveryCache;
 use crate::monitor::MonitorKey;
 use crate::publish::OperatorService;
-use crate::reconcile::MonitorHealth;
+use crate::reconcile::{MonitorHealth, Written};
 use crate::state::State;
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::validate::Limits;
@@ -41,6 +41,8 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
     /// The health of each monitor's status as last written, for `tapmon_monitors_by_health`.
     pub health: Mutex<HashMap<MonitorKey, MonitorHealth>>,
+    /// The status this replica last wrote per monitor, until the watch delivers it.
+    pub written: Mutex<HashMap<MonitorKey, Written>>,
 }
 
 impl Context {
@@ -77,6 +79,7 @@ impl Context {
             limits,
             leader,
             health: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         }))
     }
 }

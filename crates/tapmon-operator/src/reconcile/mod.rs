@@ -118,12 +118,13 @@ async fn reconcile_object(
         forget(ctx, &key);
         return Ok(Action::await_change());
     }
-    let previous: TapMonitorStatus = obj
-        .data
-        .get("status")
-        .cloned()
-        .and_then(|s| serde_json::from_value(s).ok())
-        .unwrap_or_default();
+    let previous: TapMonitorStatus = last_written(ctx, &key, obj).unwrap_or_else(|| {
+        obj.data
+            .get("status")
+            .cloned()
+            .and_then(|s| serde_json::from_value(s).ok())
+            .unwrap_or_default()
+    });
     let stamp = Stamp {
         generation: obj.metadata.generation.unwrap_or_default(),
         previous: &previous,
@@ -151,6 +152,7 @@ pub fn forget(ctx: &Context, key: &MonitorKey) {
     }
     ctx.state.remove(key);
     ctx.failures.lock().remove(key);
+    ctx.written.lock().remove(key);
     record_health(ctx, key, None);
 }
 
@@ -361,6 +363,30 @@ async fn apply(
     Ok(requeue)
 }
 
+/// A status this replica wrote, and the resourceVersion of the object it replaced.
+#[derive(Debug, Clone)]
+pub struct Written {
+    over: Option<String>,
+    status: TapMonitorStatus,
+}
+
+/// What this replica last wrote for `key`, while `obj` (from the watch cache) is still the
+/// object that write replaced. A reconcile can run again before the watch delivers a write;
+/// compared with the stale cached status, it would announce the same Ready twice and write
+/// the same status again.
+fn last_written(ctx: &Context, key: &MonitorKey, obj: &DynamicObject) -> Option<TapMonitorStatus> {
+    let mut written = ctx.written.lock();
+    match written.get(key) {
+        Some(w) if w.over == obj.metadata.resource_version => Some(w.status.clone()),
+        // The cache has moved on (our write, or someone else's): it is the truth again.
+        Some(_) => {
+            written.remove(key);
+            None
+        }
+        None => None,
+    }
+}
+
 /// Writes `status` and the Events since `previous`, when this replica leads and anything
 /// changed: an unchanged status is not patched again.
 async fn write_status(
@@ -380,6 +406,13 @@ async fn write_status(
     }
     announce(ctx, reference, previous, status).await;
     patch_status(api, key, status).await?;
+    ctx.written.lock().insert(
+        key.clone(),
+        Written {
+            over: reference.resource_version.clone(),
+            status: status.clone(),
+        },
+    );
     ctx.state.telemetry.status_writes.inc();
     Ok(())
 }

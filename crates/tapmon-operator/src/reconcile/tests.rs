@@ -264,6 +264,31 @@ async fn an_invalid_selector_publishes_an_event_then_writes_stalled_status_and_w
 }
 
 #[tokio::test]
+async fn a_reconcile_before_the_watch_delivers_a_write_neither_announces_nor_writes_it_again() {
+    let (ctx, mut handle) = Context::test();
+    let mut m =
+        monitor(json!({"selector": {"matchExpressions": [{"key": "a", "operator": "Sometimes"}]}}));
+    m.metadata.resource_version = Some("7".into());
+    let first = start(&ctx, &m);
+    expect(&mut handle, Method::POST, EVENTS, event_reply()).await;
+    expect_status(&mut handle, &m).await;
+    first.await.unwrap().unwrap();
+
+    // The watch cache still has the object the write replaced: nothing to say or write.
+    let again = tokio::time::timeout(Duration::from_secs(5), start(&ctx, &m)).await;
+    assert!(again.is_ok(), "the second reconcile called the API server");
+    no_more_calls(&mut handle).await;
+
+    // Once the cache has moved on, it is the truth again: a status someone else changed is
+    // written back.
+    m.metadata.resource_version = Some("9".into());
+    let third = start(&ctx, &m);
+    expect(&mut handle, Method::POST, EVENTS, event_reply()).await;
+    expect_status(&mut handle, &m).await;
+    third.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn a_deleted_monitor_with_an_earlier_versions_finalizer_is_released() {
     let (ctx, mut handle) = Context::test();
     let mut m = monitor(json!({}));
