@@ -27,7 +27,7 @@ lint: ## rustfmt check and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: controlplane ksm image ## Unit, CLI and end-to-end tests (run `make deps` once first)
+test: controlplane ksm prometheus-operator image ## Unit, CLI and end-to-end tests (run `make deps` once first)
 	$(CARGO) test --workspace --locked
 
 test-unit: ## Every test that needs no Go build and no cluster: unit, CLI, docs checks (seconds once built)

@@ -60,80 +60,82 @@ with_progress() {
 
 # ---------------------------------------------------------------------------------------- build
 
-# The cache key covers everything the binary is built from: the code, and go.mod/go.sum (which pin
-# Kubernetes, hence the version stamped in by -ldflags).
-cache_dir() {
-	local hash
-	hash=$(cd "$SRC_DIR" && cat go.mod go.sum main.go | sha256sum | cut -c1-16)
-	printf '%s/controlplane-%s' "${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}" "$hash"
-}
-
-# kube-state-metrics, for side-by-side tests and benchmarks: built from the Go module pinned in
-# e2e/ksm, cached by the hash of that module's files like the control plane.
-cmd_build_ksm() {
-	(($# == 0)) || die "usage: cluster.sh build-ksm"
-	local src=$E2E_DIR/ksm hash dir bin tmp start=$SECONDS
-	hash=$(cd "$src" && cat go.mod go.sum tools.go | sha256sum | cut -c1-16)
-	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/ksm-$hash
-	bin=$dir/kube-state-metrics
-	if [[ -x $bin ]]; then
-		printf '%s\n' "$bin"
+# Go programs built once into the cache (TAPMON_CACHE), keyed by a hash of everything they are
+# built from, so a change to a pinned module rebuilds and nothing else does. Prints the cached
+# directory, first building into it when any of BINARIES is missing:
+#   go_cached NAME HASH "BINARIES..." WHAT SRC LDFLAGS [OUT=]PACKAGE...
+# Each PACKAGE is built in module SRC (CGO off, -trimpath, LDFLAGS), named OUT when given.
+go_cached() {
+	local name=$1 hash=$2 binaries=$3 what=$4 src=$5 ldflags=$6 dir tmp bin pkg out missing= start=$SECONDS
+	shift 6
+	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/$name-$hash
+	for bin in $binaries; do [[ -x $dir/$bin ]] || missing=1; done
+	if [[ -z $missing ]]; then
+		printf '%s\n' "$dir"
 		return
 	fi
 	need go
-	log "building kube-state-metrics into $dir (about 3 minutes on two cores)"
+	log "building $what into $dir"
 	mkdir -p "$(dirname "$dir")"
 	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
 	chmod 755 "$tmp"
-	if ! with_progress "building kube-state-metrics" \
-		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -o "$2/kube-state-metrics" k8s.io/kube-state-metrics/v2' _ "$src" "$tmp"; then
-		rm -rf "$tmp"
-		die "go build of kube-state-metrics failed"
-	fi
+	for pkg in "$@"; do
+		out=$tmp/
+		if [[ $pkg == *=* ]]; then
+			out=$tmp/${pkg%%=*}
+			pkg=${pkg#*=}
+		fi
+		if ! with_progress "building $pkg" \
+			bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$2" -o "$3" "$4"' _ "$src" "$ldflags" "$out" "$pkg"; then
+			rm -rf "$tmp"
+			die "go build of $pkg failed"
+		fi
+	done
+	# Another build of the same hash may have finished first; either copy is the same.
 	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
 	log "built in $((SECONDS - start))s"
-	printf '%s\n' "$bin"
+	printf '%s\n' "$dir"
+}
+
+# The hash of files in DIR, and of any more text on stdin... as a cache key.
+files_hash() {
+	local dir=$1
+	shift
+	(cd "$dir" && cat "$@") | sha256sum | cut -c1-16
+}
+
+# kube-state-metrics, for side-by-side tests and benchmarks: built from the Go module pinned in
+# e2e/ksm.
+cmd_build_ksm() {
+	(($# == 0)) || die "usage: cluster.sh build-ksm"
+	local dir
+	dir=$(go_cached ksm "$(files_hash "$E2E_DIR/ksm" go.mod go.sum tools.go)" kube-state-metrics \
+		"kube-state-metrics (about 3 minutes on two cores)" "$E2E_DIR/ksm" "" k8s.io/kube-state-metrics/v2) || exit 1
+	printf '%s\n' "$dir/kube-state-metrics"
 }
 
 # The Prometheus Operator, so the e2e suite checks what it generates from tapmon's published objects
 # instead of hand-written expectations: built from the Go module pinned in e2e/prometheus-operator
-# (its own module: it needs the Kubernetes libraries it was released with, not e2e/tools' newer ones),
-# cached by the hash of that module's files and the link flags.
+# (its own module: it needs the Kubernetes libraries it was released with, not e2e/tools' newer ones).
 cmd_build_prometheus_operator() {
 	(($# == 0)) || die "usage: cluster.sh build-prometheus-operator"
-	local src=$E2E_DIR/prometheus-operator hash dir bin tmp start=$SECONDS version ldflags
+	local src=$E2E_DIR/prometheus-operator dir version ldflags
 	version=$(sed -n 's#^require github.com/prometheus-operator/prometheus-operator v\([0-9.]*\)$#\1#p' "$src/go.mod")
 	[[ -n $version ]] || die "e2e/prometheus-operator/go.mod: no prometheus-operator version"
 	# The version ends up in the default config-reloader image name and --version, as upstream's
 	# own build stamps it.
 	ldflags="-s -w -X github.com/prometheus/common/version.Version=$version"
-	hash=$( (cd "$src" && cat go.mod go.sum tools.go && echo "$ldflags") | sha256sum | cut -c1-16)
-	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/prometheus-operator-$hash
-	bin=$dir/prometheus-operator
-	if [[ -x $bin ]]; then
-		printf '%s\n' "$bin"
-		return
-	fi
-	need go
-	log "building the Prometheus Operator $version into $dir (several minutes on two cores)"
-	mkdir -p "$(dirname "$dir")"
-	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
-	chmod 755 "$tmp"
-	if ! with_progress "building the Prometheus Operator" \
-		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$3" -o "$2/prometheus-operator" github.com/prometheus-operator/prometheus-operator/cmd/operator' _ "$src" "$tmp" "$ldflags"; then
-		rm -rf "$tmp"
-		die "go build of the Prometheus Operator failed"
-	fi
-	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
-	log "built in $((SECONDS - start))s"
-	printf '%s\n' "$bin"
+	dir=$(go_cached prometheus-operator "$(echo "$ldflags" | files_hash "$src" go.mod go.sum tools.go -)" prometheus-operator \
+		"the Prometheus Operator $version (about 4 minutes on two cores)" "$src" "$ldflags" \
+		prometheus-operator=github.com/prometheus-operator/prometheus-operator/cmd/operator) || exit 1
+	printf '%s\n' "$dir/prometheus-operator"
 }
 
-# crane and helm, for the image and the chart: built from the Go modules pinned in e2e/tools,
-# cached by the hash of that module's files.
+# crane, helm, kstatus and the Grafana schema validator, for the image, the chart and health and
+# dashboard checks: built from the Go module pinned in e2e/tools.
 cmd_build_tools() {
 	(($# == 0)) || die "usage: cluster.sh build-tools"
-	local src=$E2E_DIR/tools hash dir tmp start=$SECONDS tool helm_version kube_minor ldflags
+	local src=$E2E_DIR/tools helm_version kube_minor ldflags pkg
 	# helm stamps its version and the Kubernetes version `helm template` assumes offline (else
 	# 1.20) from link flags, as its own Makefile does.
 	helm_version=$(sed -n 's#^\s*helm.sh/helm/v3 \(v[0-9.]*\)$#\1#p' "$src/go.mod")
@@ -143,62 +145,35 @@ cmd_build_tools() {
 	for pkg in chartutil lint/rules; do
 		ldflags+=" -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/$pkg.k8sVersionMinor=$kube_minor"
 	done
-	hash=$( (cd "$src" && cat go.mod go.sum tools.go kstatus/main.go grafana-validate/main.go && echo "$ldflags") | sha256sum | cut -c1-16)
-	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/tools-$hash
-	if [[ -x $dir/helm && -x $dir/crane && -x $dir/kstatus && -x $dir/grafana-validate ]]; then
-		printf '%s\n' "$dir"
-		return
-	fi
-	need go
-	log "building crane, helm, kstatus and grafana-validate into $dir (a few minutes on two cores)"
-	mkdir -p "$(dirname "$dir")"
-	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
-	chmod 755 "$tmp"
-	for tool in github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm ./kstatus ./grafana-validate; do
-		if ! with_progress "building $tool" \
-			bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$2" -o "$3/" "$4"' _ "$src" "$ldflags" "$tmp" "$tool"; then
-			rm -rf "$tmp"
-			die "go build of $tool failed"
-		fi
-	done
-	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
-	log "built in $((SECONDS - start))s"
-	printf '%s\n' "$dir"
+	go_cached tools "$(echo "$ldflags" | files_hash "$src" go.mod go.sum tools.go kstatus/main.go grafana-validate/main.go -)" \
+		"helm crane kstatus grafana-validate" "crane, helm, kstatus and grafana-validate (a few minutes on two cores)" \
+		"$src" "$ldflags" github.com/google/go-containerregistry/cmd/crane helm.sh/helm/v3/cmd/helm ./kstatus ./grafana-validate
 }
 
+# The control plane. The cache key covers everything the binary is built from: the code, and
+# go.mod/go.sum (which pin Kubernetes, hence the version stamped in by -ldflags).
 cmd_build() {
 	(($# == 0)) || die "usage: cluster.sh build"
-	local dir bin
-	dir=$(cache_dir)
-	bin=$dir/tapmon-controlplane
-	if [[ -x $bin ]]; then
-		printf '%s\n' "$bin"
-		return
+	local hash dir kube_version build_date minor ldflags="-s -w" pkg
+	hash=$(files_hash "$SRC_DIR" go.mod go.sum main.go)
+	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/controlplane-$hash
+	# The link flags need go and the module graph: worked out only when building.
+	if [[ ! -x $dir/tapmon-controlplane ]]; then
+		need go
+		kube_version=$(cd "$SRC_DIR" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
+		build_date=$(cd "$SRC_DIR" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
+		[[ $kube_version =~ ^v1\.([0-9]+)\.[0-9]+$ ]] || die "unexpected k8s.io/kubernetes version '$kube_version'"
+		minor=${BASH_REMATCH[1]}
+		# /version and kubectl version report these; without them they say v0.0.0-master.
+		for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+			ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+			ldflags+=" -X $pkg.gitTreeState=archive -X $pkg.gitCommit= -X $pkg.buildDate=$build_date"
+		done
 	fi
-	need go
-	local kube_version build_date minor ldflags="-s -w" tmp start=$SECONDS
-	kube_version=$(cd "$SRC_DIR" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
-	build_date=$(cd "$SRC_DIR" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
-	[[ $kube_version =~ ^v1\.([0-9]+)\.[0-9]+$ ]] || die "unexpected k8s.io/kubernetes version '$kube_version'"
-	minor=${BASH_REMATCH[1]}
-	# /version and kubectl version report these; without them they say v0.0.0-master.
-	for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-		ldflags+=" -X $pkg.gitVersion=$kube_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-		ldflags+=" -X $pkg.gitTreeState=archive -X $pkg.gitCommit= -X $pkg.buildDate=$build_date"
-	done
-	log "building tapmon-controlplane (Kubernetes $kube_version) into $dir; a cold build takes 5 to 10 minutes on two cores"
-	mkdir -p "$(dirname "$dir")"
-	tmp=$(mktemp -d "$dir.tmp.XXXXXX")
-	chmod 755 "$tmp"
-	if ! with_progress "building tapmon-controlplane" \
-		bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$2" -o "$3/tapmon-controlplane" .' _ "$SRC_DIR" "$ldflags" "$tmp"; then
-		rm -rf "$tmp"
-		die "go build failed"
-	fi
-	# Another build of the same hash may have finished first; either copy is the same.
-	mv -T "$tmp" "$dir" 2>/dev/null || rm -rf "$tmp"
-	log "built in $((SECONDS - start))s"
-	printf '%s\n' "$bin"
+	dir=$(go_cached controlplane "$hash" tapmon-controlplane \
+		"tapmon-controlplane (Kubernetes ${kube_version:-}; a cold build takes 5 to 10 minutes on two cores)" \
+		"$SRC_DIR" "$ldflags" tapmon-controlplane=.) || exit 1
+	printf '%s\n' "$dir/tapmon-controlplane"
 }
 
 # ---------------------------------------------------------------------------------------- state
