@@ -66,7 +66,7 @@ with_progress() {
 #   go_cached NAME HASH "BINARIES..." WHAT SRC LDFLAGS [OUT=]PACKAGE...
 # Each PACKAGE is built in module SRC (CGO off, -trimpath, LDFLAGS), named OUT when given.
 go_cached() {
-	local name=$1 hash=$2 binaries=$3 what=$4 src=$5 ldflags=$6 dir tmp bin pkg out missing= start=$SECONDS
+	local name=$1 hash=$2 binaries=$3 what=$4 src=$5 ldflags=$6 dir tmp bin pkg out label missing= start=$SECONDS
 	shift 6
 	dir=${TAPMON_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tapmon}/$name-$hash
 	for bin in $binaries; do [[ -x $dir/$bin ]] || missing=1; done
@@ -85,7 +85,8 @@ go_cached() {
 			out=$tmp/${pkg%%=*}
 			pkg=${pkg#*=}
 		fi
-		if ! with_progress "building $pkg" \
+		label=${out#"$tmp"/}
+		if ! with_progress "building ${label:-$pkg}" \
 			bash -c 'cd "$1" && CGO_ENABLED=0 go build -trimpath -ldflags "$2" -o "$3" "$4"' _ "$src" "$ldflags" "$out" "$pkg"; then
 			rm -rf "$tmp"
 			die "go build of $pkg failed"
