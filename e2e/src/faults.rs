@@ -249,8 +249,11 @@ pub struct StalledReaders {
     pub clients: usize,
     /// RSS before, at the peak of the flood, and once it is over.
     pub rss: (u64, u64, u64),
-    /// A normal scrape during the flood: its status and how long it took.
+    /// A normal scrape during the flood: its status and how long it took. 503 when the
+    /// stalled clients still hold every scrape slot: refused, not queued without end.
     pub normal: (u16, Duration),
+    /// A normal scrape once the server has dropped the stalled clients.
+    pub normal_after: u16,
     /// Scrapes refused with 503 and connections dropped for not reading, from self-metrics.
     pub refused: f64,
 }
@@ -297,6 +300,7 @@ pub async fn stalled_readers(objects: usize, clients: usize) -> anyhow::Result<S
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = op.usage()?.rss;
+    let normal_after = client.request(op.metrics, PATH, &[], false).await?.status;
     let text = op.self_metrics().await;
     Ok(StalledReaders {
         objects,
@@ -304,6 +308,7 @@ pub async fn stalled_readers(objects: usize, clients: usize) -> anyhow::Result<S
         clients,
         rss: (before, peak, after),
         normal,
+        normal_after,
         refused: self_metric(&text, "tapmon_http_scrapes_refused_total"),
     })
 }

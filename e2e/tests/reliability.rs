@@ -38,7 +38,14 @@ async fn a_thousand_clients_that_never_read_do_not_take_the_memory() {
     eprintln!("{r:?}");
     let (idle, peak, _) = r.rss;
     assert!(peak < 2 * idle, "RSS {peak} against {idle} idle: {r:?}");
-    assert_eq!(r.normal.0, 200, "a normal scrape still answers: {r:?}");
+    // During the flood a normal scrape gets an answer: served, or refused while the stalled
+    // clients hold every slot (which of the two depends on timing); once they are dropped, it
+    // is served.
+    assert!(
+        [200, 503].contains(&r.normal.0),
+        "a normal scrape gets an answer during the flood: {r:?}"
+    );
+    assert_eq!(r.normal_after, 200, "and is served after it: {r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -106,6 +106,11 @@ async fn main() -> anyhow::Result<()> {
     )?;
     writeln!(
         w,
+        "| a normal scrape after the flood | {} |",
+        stalled.normal_after
+    )?;
+    writeln!(
+        w,
         "| scrapes answered 503 (too many in progress) | {} |\n",
         stalled.refused
     )?;
