@@ -10,7 +10,7 @@ use serde_json::Value;
 use tapmon_api::Groups;
 use tapmon_presets::TapGroup;
 
-use crate::kube::{apply, apply_files, install_crds};
+use crate::kube::{api_for, apply, apply_files, install_crds};
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -58,6 +58,18 @@ pub fn tap_objects() -> anyhow::Result<Vec<Value>> {
         }
     }
     Ok(objects)
+}
+
+/// The fixture TAP objects as the API server holds them once loaded (its creation times, the
+/// status times moved with them), read back one by one.
+pub async fn tap_objects_as_loaded(client: &Client) -> anyhow::Result<Vec<Value>> {
+    let mut loaded = Vec::new();
+    for obj in tap_objects()? {
+        let api = api_for(client, &obj, None).await?;
+        let name = obj["metadata"]["name"].as_str().context("name")?;
+        loaded.push(serde_json::to_value(api.get(name).await?)?);
+    }
+    Ok(loaded)
 }
 
 /// Loads the fixture TAP environment: CRDs, namespaces, then objects with owners before their

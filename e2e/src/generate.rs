@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tapmon_crs::Compiled;
 
 use crate::fixtures::{documents, root, tap_namespaces, tap_objects};
-use crate::kube::resource_of;
+use crate::kube::{align_status, resource_of, take_creation};
 
 /// Requests in flight while writing: enough to keep kube-apiserver busy on two cores without
 /// reaching its default in-flight limit (400).
@@ -27,9 +27,11 @@ struct Template {
     kind: String,
     namespace: Option<String>,
     name: String,
-    /// The object without status.
+    /// The object without status and creation time.
     object: Value,
     status: Option<Value>,
+    /// The fixture's creation time, which its status times are relative to.
+    created: Option<jiff::Timestamp>,
     /// Fixture objects this one's ownerReferences name, by index.
     owners: Vec<usize>,
     /// Whether another fixture object names this one as owner.
@@ -73,6 +75,7 @@ impl Generator {
         let mut templates = Vec::new();
         for mut object in tap_objects()? {
             let status = object.as_object_mut().and_then(|o| o.remove("status"));
+            let created = take_creation(&mut object);
             let meta = &object["metadata"];
             templates.push(Template {
                 kind: object["kind"].as_str().context("kind")?.to_owned(),
@@ -81,6 +84,7 @@ impl Generator {
                 owners: Vec::new(),
                 owner: false,
                 status,
+                created,
                 object,
             });
         }
@@ -354,9 +358,9 @@ impl Generator {
                 .map(|(instance, obj)| {
                     let t = &self.templates[instance.template];
                     let api = self.api(&t.kind, &instance.namespace);
-                    let status = t.status.clone();
+                    let (status, created) = (t.status.clone(), t.created);
                     async move {
-                        let uid = write(&api, &instance.name, &obj, status.as_ref()).await?;
+                        let uid = write(&api, &instance.name, &obj, status, created).await?;
                         Ok::<_, anyhow::Error>((instance, uid))
                     }
                 })
@@ -423,6 +427,9 @@ impl Generator {
                 if let Some(status) = &t.status {
                     obj["status"] = status.clone();
                 }
+                if let Some(created) = t.created {
+                    obj["metadata"]["creationTimestamp"] = Value::String(created.to_string());
+                }
                 compiled.render_objects([&obj]).stats().series
             })
             .collect();
@@ -448,19 +455,22 @@ impl Generator {
     }
 }
 
-/// Writes one object: server-side apply, then its status. Returns its UID.
+/// Writes one object: server-side apply, then its status, its times moved with the creation
+/// time the server gave it (`created` is the fixture's). Returns its UID.
 async fn write(
     api: &Api<DynamicObject>,
     name: &str,
     obj: &Value,
-    status: Option<&Value>,
+    status: Option<Value>,
+    created: Option<jiff::Timestamp>,
 ) -> anyhow::Result<String> {
     let params = PatchParams::apply("tapmon-bench").force();
     let apply = Patch::Apply(obj);
     let applied = retry(|| api.patch(name, &params, &apply))
         .await
         .with_context(|| format!("applying {} {name}", obj["kind"]))?;
-    if let Some(status) = status {
+    if let Some(mut status) = status {
+        align_status(&mut status, created, &applied)?;
         let patch = json!({ "status": status });
         let (merge, params) = (Patch::Merge(&patch), PatchParams::default());
         retry(|| api.patch_status(name, &params, &merge))

@@ -17,7 +17,9 @@ use crate::wait::eventually;
 /// tapmon's presets for every group as kube-state-metrics' custom-resource-state config, as
 /// `tapmon presets` exports them (one version per kind).
 pub fn ksm_config() -> String {
-    let spec: Spec = tapmon_presets::export_spec(TapGroup::ALL, &Default::default()).unwrap();
+    let spec: Spec = tapmon_presets::export_spec(TapGroup::ALL, &Default::default())
+        .unwrap()
+        .spec;
     serde_saphyr::to_string(&CustomResourceStateMetrics {
         kind: Some("CustomResourceStateMetrics".into()),
         spec,

@@ -85,6 +85,7 @@ pub async fn apply(
     default_namespace: Option<&str>,
 ) -> anyhow::Result<String> {
     let status = obj.as_object_mut().and_then(|o| o.remove("status"));
+    let written_creation = take_creation(&mut obj);
     let api = api_for(client, &obj, default_namespace).await?;
     let name = obj["metadata"]["name"].as_str().context("name")?.to_owned();
     let params = PatchParams::apply("tapmon-e2e").force();
@@ -92,7 +93,8 @@ pub async fn apply(
         .patch(&name, &params, &Patch::Apply(&obj))
         .await
         .with_context(|| format!("applying {} {name}", obj["kind"]))?;
-    if let Some(status) = status {
+    if let Some(mut status) = status {
+        align_status(&mut status, written_creation, &applied)?;
         api.patch_status(
             &name,
             &PatchParams::default(),
@@ -102,6 +104,45 @@ pub async fn apply(
         .with_context(|| format!("writing the status of {} {name}", obj["kind"]))?;
     }
     Ok(applied.metadata.uid.unwrap_or_default())
+}
+
+/// Takes `metadata.creationTimestamp` out of a fixture object: the API server sets its own.
+pub fn take_creation(obj: &mut Value) -> Option<jiff::Timestamp> {
+    obj["metadata"]
+        .as_object_mut()
+        .and_then(|m| m.remove("creationTimestamp"))
+        .and_then(|v| v.as_str()?.parse().ok())
+}
+
+/// Moves the times in a fixture's `status` by as much as the API server moved its creation
+/// (from `written`, the fixture's, to the one `applied` got), so a duration from creation to a
+/// condition is the one the fixture says. Without a written creation, nothing moves.
+pub fn align_status(
+    status: &mut Value,
+    written: Option<jiff::Timestamp>,
+    applied: &DynamicObject,
+) -> anyhow::Result<()> {
+    let actual = serde_json::to_value(&applied.metadata.creation_timestamp)?
+        .as_str()
+        .and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    if let (Some(written), Some(actual)) = (written, actual) {
+        shift_timestamps(status, actual.duration_since(written));
+    }
+    Ok(())
+}
+
+/// Moves every RFC 3339 timestamp string in `value` by `by`, keeping whole seconds.
+fn shift_timestamps(value: &mut Value, by: jiff::SignedDuration) {
+    match value {
+        Value::String(s) if s.len() >= 20 && s.as_bytes()[10] == b'T' => {
+            if let Ok(ts) = s.parse::<jiff::Timestamp>().and_then(|t| t.checked_add(by)) {
+                *s = ts.to_string();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| shift_timestamps(v, by)),
+        Value::Object(map) => map.values_mut().for_each(|v| shift_timestamps(v, by)),
+        _ => {}
+    }
 }
 
 /// Applies every document of the files, in order.
@@ -160,4 +201,27 @@ pub async fn apply_tap_monitor(
         "metadata": {"name": name, "namespace": namespace}, "spec": spec
     });
     apply(client, obj, None).await.map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_times_move_with_the_creation_time_and_nothing_else_does() {
+        let mut status = json!({
+            "startTime": "2025-03-10T04:00:00Z",
+            "conditions": [{"lastTransitionTime": "2025-03-10T04:06:00Z", "reason": "2025-03-10"}],
+            "phase": "Succeeded"
+        });
+        shift_timestamps(&mut status, jiff::SignedDuration::from_secs(90));
+        assert_eq!(
+            status,
+            json!({
+                "startTime": "2025-03-10T04:01:30Z",
+                "conditions": [{"lastTransitionTime": "2025-03-10T04:07:30Z", "reason": "2025-03-10"}],
+                "phase": "Succeeded"
+            })
+        );
+    }
 }

@@ -49,7 +49,7 @@ pub use cluster::Cluster;
 pub use exposition::{SeriesKey, parse_exposition, promtool_findings, python_samples, series};
 pub use fixtures::{
     catalogue_queries, documents, groups_only, load_tap_environment, root, tap_crds, tap_objects,
-    yaml_files,
+    tap_objects_as_loaded, yaml_files,
 };
 pub use http::{free_port, get, percent_encode};
 pub use ksm::{KubeStateMetrics, ksm_binary, ksm_config};

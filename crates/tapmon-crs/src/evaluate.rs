@@ -10,7 +10,7 @@ use std::fmt;
 use serde_json::Value;
 use tapmon_exposition::ObjectRenderer;
 use tapmon_selector::Path;
-use tapmon_selector::value::{ValueError, to_f64};
+use tapmon_selector::value::{ValueError, to_f64, to_timestamp};
 
 use crate::compile::{Body, CompiledMetric, CompiledResource};
 use crate::labels::LabelSet;
@@ -56,6 +56,10 @@ pub enum EvalErrorKind {
     /// A StateSet's value must be a string.
     #[error("expected a string state but found {0}")]
     NotAState(&'static str),
+    /// A duration's end is before its start: clocks of two controllers disagree, or the
+    /// object is wrong. No series rather than a negative duration.
+    #[error("the end is {0:.3}s before the start")]
+    EndBeforeStart(f64),
     /// Two series of the metric would have the same labels; the later is dropped.
     #[error(
         "series with the same labels as an earlier one (add labelFromKey or labelsFromPath to tell them apart)"
@@ -241,6 +245,7 @@ impl CompiledMetric {
                 label_from_key,
                 labels,
                 nil_is_zero,
+                ignore_keys,
             } => {
                 let Some(target) = path.get(object) else {
                     if *nil_is_zero {
@@ -286,10 +291,72 @@ impl CompiledMetric {
                     // is one element and valueFrom reads into it.
                     Value::Object(map) if label_from_key.is_some() => {
                         for (k, item) in map {
-                            one(item, Some(k), &|| format!("{path}[{k}]"));
+                            if !ignore_keys.iter().any(|i| **i == *k) {
+                                one(item, Some(k), &|| format!("{path}[{k}]"));
+                            }
                         }
                     }
                     other => one(other, None, &|| path.to_string()),
+                }
+            }
+            Body::Duration {
+                path,
+                start,
+                end,
+                when,
+                labels,
+            } => {
+                let mut one = |element: &Value, at: &dyn Fn() -> String| {
+                    if let Some((state_path, states)) = when {
+                        let in_state = match state_path.get(element) {
+                            Some(Value::String(s)) => states.iter().any(|w| **w == **s),
+                            _ => false,
+                        };
+                        if !in_state {
+                            return;
+                        }
+                    }
+                    // No end yet: still running, not an error.
+                    let Some(end_value) = end.get(element).filter(|v| !v.is_null()) else {
+                        return;
+                    };
+                    // Name the timestamp's own path; prefixed with where the element is.
+                    let locate = |p: &Path| {
+                        if path.is_root() {
+                            p.to_string()
+                        } else {
+                            join(at(), Some(p))
+                        }
+                    };
+                    let timestamp = |p: &Path, found: Option<&Value>| {
+                        to_timestamp(found).map_err(|e| (locate(p), e))
+                    };
+                    let seconds = timestamp(start, start.get(element))
+                        .and_then(|from| timestamp(end, Some(end_value)).map(|to| to - from));
+                    match seconds {
+                        Ok(d) if d < 0.0 => {
+                            errors.push(self, || locate(end), EvalErrorKind::EndBeforeStart(-d));
+                        }
+                        Ok(d) => {
+                            let mut set = base.clone();
+                            set.apply(labels, element);
+                            if seen.first_time(&set) {
+                                self.write(&set, d, out);
+                            } else {
+                                errors.push(self, at, EvalErrorKind::Duplicate);
+                            }
+                        }
+                        Err((where_, e)) => errors.push(self, || where_, e.into()),
+                    }
+                };
+                match path.get(object) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::Array(items)) => {
+                        for (i, item) in items.iter().enumerate() {
+                            one(item, &|| format!("{path}[{i}]"));
+                        }
+                    }
+                    Some(other) => one(other, &|| path.to_string()),
                 }
             }
             Body::StateSet {

@@ -18,6 +18,7 @@ pub mod yaml;
 
 pub use compile::{
     Compiled, CompiledResource, ConfigError, ConfigErrorKind, DEFAULT_PREFIX, Location, Placed,
+    full_name,
 };
 pub use evaluate::{EvalError, EvalErrorKind, EvalErrors, GVK_LABELS, ObjectKind, UNKNOWN_VALUE};
 pub use offline::{ObjectErrors, Offline};

@@ -123,6 +123,48 @@ pub struct Metric {
     /// Settings of an Info.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub info: Option<Info>,
+    /// Settings of a Duration (tapmon extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Duration>,
+}
+
+impl Metric {
+    /// The tapmon extension this metric uses, if any: kube-state-metrics would refuse it
+    /// (`type: Duration`) or read it differently (`ignoreKeys`), so `tapmon presets` leaves
+    /// such metrics out of what it exports.
+    pub fn extension(&self) -> Option<Extension> {
+        match self.kind {
+            MetricKind::Duration => Some(Extension::Duration),
+            MetricKind::Gauge
+                if self
+                    .gauge
+                    .as_ref()
+                    .is_some_and(|g| !g.ignore_keys.is_empty()) =>
+            {
+                Some(Extension::IgnoreKeys)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A capability of tapmon's config that kube-state-metrics' format does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    /// `type: Duration`: seconds between two timestamps.
+    Duration,
+    /// `gauge.ignoreKeys`: keys of a map left out.
+    IgnoreKeys,
+}
+
+impl Extension {
+    /// The field that uses it, as written in a config.
+    pub fn field(self) -> &'static str {
+        match self {
+            Extension::Duration => "type: Duration",
+            Extension::IgnoreKeys => "gauge.ignoreKeys",
+        }
+    }
 }
 
 /// The three metric types of the format.
@@ -135,6 +177,8 @@ pub enum MetricKind {
     StateSet,
     /// Value 1, information in labels.
     Info,
+    /// tapmon extension: seconds from one timestamp of the object to another.
+    Duration,
 }
 
 /// A number read from the object; over a list or map, one series per element.
@@ -156,6 +200,43 @@ pub struct Gauge {
     /// A missing value is 0 instead of no series.
     #[serde(default, skip_serializing_if = "is_false")]
     pub nil_is_zero: bool,
+    /// tapmon extension: over a map with `labelFromKey`, keys that make no series (a `total`
+    /// beside the parts it sums, which would double every `sum`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_keys: Vec<String>,
+}
+
+/// tapmon extension: the seconds from `start` to `end`, two RFC 3339 timestamps. Written only
+/// once both are there (a run still going has no series) and, with `when`, only in the listed
+/// states. An end before its start (clock skew between controllers) or a value that is not a
+/// timestamp makes no series and is reported as an evaluation error.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Duration {
+    /// Where to look; a list here yields one series per element.
+    #[serde(default, skip_serializing_if = "PathSpec::is_empty")]
+    pub path: PathSpec,
+    /// The start timestamp, relative to `path` (or to each element).
+    pub start: PathSpec,
+    /// The end timestamp, relative to `path` (or to each element).
+    pub end: PathSpec,
+    /// Only elements whose value here is one of the listed states have a series.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<When>,
+    /// Labels relative to `path` (or to each element).
+    #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
+    pub labels_from_path: OrderedMap<PathSpec>,
+}
+
+/// A state filter: the value at `path` must be one of `in`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct When {
+    /// Where the state is, relative to the element.
+    pub path: PathSpec,
+    /// The accepted states.
+    #[serde(rename = "in")]
+    pub states: Vec<String>,
 }
 
 /// One series per listed state: 1 for the object's state, 0 for the others.

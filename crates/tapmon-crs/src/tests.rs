@@ -459,3 +459,125 @@ fn hostile_objects_yield_what_can_be_computed() {
     // `null` and `3` have no `status` inside: skipped, like a condition without a status.
     assert!(out.errors.is_empty(), "{:?}", out.errors);
 }
+
+#[test]
+fn ignore_keys_leaves_a_total_out_of_per_key_counts() {
+    let cfg = resource(
+        "    - name: cves\n      each:\n        type: Gauge\n        gauge: {path: [status, cveCount], labelFromKey: severity, ignoreKeys: [total]}\n",
+    );
+    let out = run(
+        &cfg,
+        &[foo(
+            json!({}),
+            json!({"cveCount": {"critical": 1, "high": 2, "total": 3}}),
+        )],
+    );
+    assert_eq!(
+        out.series,
+        [
+            "foo_cves{GVK,name=\"foo\",severity=\"critical\"} 1",
+            "foo_cves{GVK,name=\"foo\",severity=\"high\"} 2",
+        ]
+    );
+}
+
+/// A kpack-like Build: the duration from creation to the Succeeded condition's last transition,
+/// only once it is finished.
+const BUILD_DURATION: &str = "    - name: duration_seconds\n      labelsFromPath:\n        status: [status, conditions, \"[type=Succeeded]\", status]\n      each:\n        type: Duration\n        duration:\n          start: [metadata, creationTimestamp]\n          end: [status, conditions, \"[type=Succeeded]\", lastTransitionTime]\n          when: {path: [status, conditions, \"[type=Succeeded]\", status], in: [\"True\", \"False\"]}\n";
+
+fn build(created: Value, succeeded: &str, at: Value) -> Value {
+    let mut object = foo(
+        json!({}),
+        json!({"conditions": [{"type": "Succeeded", "status": succeeded, "lastTransitionTime": at}]}),
+    );
+    object["metadata"]["creationTimestamp"] = created;
+    object
+}
+
+#[test]
+fn duration_between_two_timestamps_of_a_finished_object() {
+    let cfg = resource(BUILD_DURATION);
+    let out = run(
+        &cfg,
+        &[build(
+            json!("2026-01-01T10:00:00Z"),
+            "True",
+            json!("2026-01-01T10:01:30.5Z"),
+        )],
+    );
+    assert_eq!(
+        out.series,
+        ["foo_duration_seconds{GVK,name=\"foo\",status=\"True\"} 90.5"]
+    );
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+    // Still running (Unknown) or no end yet: no series and no error.
+    let running = build(
+        json!("2026-01-01T10:00:00Z"),
+        "Unknown",
+        json!("2026-01-01T10:00:01Z"),
+    );
+    let mut no_end = build(json!("2026-01-01T10:00:00Z"), "False", Value::Null);
+    no_end["metadata"]["name"] = json!("no-end");
+    let out = run(&cfg, &[running, no_end]);
+    assert!(out.series.is_empty(), "{:?}", out.series);
+    assert!(out.errors.is_empty(), "{:?}", out.errors);
+}
+
+#[test]
+fn durations_over_a_list_one_series_per_element() {
+    let cfg = resource(
+        "    - name: step_seconds\n      each:\n        type: Duration\n        duration:\n          path: [status, steps]\n          start: [startedAt]\n          end: [finishedAt]\n          labelsFromPath: {step: [name]}\n",
+    );
+    let steps = json!({"steps": [
+        {"name": "a", "startedAt": "2026-01-01T00:00:00Z", "finishedAt": "2026-01-01T00:00:02Z"},
+        {"name": "b", "startedAt": "2026-01-01T00:00:02Z"},
+        {"name": "c", "startedAt": "2026-01-01T00:00:02Z", "finishedAt": "2026-01-01T00:01:02Z"}
+    ]});
+    let out = run(&cfg, &[foo(json!({}), steps)]);
+    assert_eq!(
+        out.series,
+        [
+            "foo_step_seconds{GVK,name=\"foo\",step=\"a\"} 2",
+            "foo_step_seconds{GVK,name=\"foo\",step=\"c\"} 60",
+        ]
+    );
+}
+
+#[test]
+fn bad_timestamps_and_clock_skew_make_no_series_and_are_reported() {
+    let cfg = resource(BUILD_DURATION);
+    let skewed = build(
+        json!("2026-01-01T10:00:05Z"),
+        "True",
+        json!("2026-01-01T10:00:00Z"),
+    );
+    let mut garbled = build(json!("2026-01-01T10:00:00Z"), "False", json!("soon"));
+    garbled["metadata"]["name"] = json!("garbled");
+    let mut no_start = build(Value::Null, "True", json!("2026-01-01T10:00:00Z"));
+    no_start["metadata"]["name"] = json!("no-start");
+    let out = run(&cfg, &[skewed, garbled, no_start]);
+    assert!(out.series.is_empty(), "{:?}", out.series);
+    assert_eq!(
+        out.errors,
+        [
+            "metric foo_duration_seconds at [status, conditions, [type=Succeeded], lastTransitionTime]: the end is 5.000s before the start",
+            "metric foo_duration_seconds at [status, conditions, [type=Succeeded], lastTransitionTime]: expected an RFC 3339 timestamp but found \"soon\"",
+            "metric foo_duration_seconds at [metadata, creationTimestamp]: expected an RFC 3339 timestamp but found nothing",
+        ]
+    );
+}
+
+#[test]
+fn a_duration_without_its_section_or_states_is_a_config_error() {
+    let (_, errors) = compile(&resource(
+        "    - name: a\n      each: {type: Duration}\n    - name: b\n      each:\n        type: Duration\n        duration: {start: [x], end: [y], when: {path: [s], in: []}}\n",
+    ));
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "resources[0] (example.com/v1/Foo) metric foo_a metrics[0].each.duration: type Duration needs its settings section",
+            "resources[0] (example.com/v1/Foo) metric foo_b metrics[1].each.duration.when.in: when.in needs at least one state",
+        ]
+    );
+}

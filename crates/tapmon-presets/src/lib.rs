@@ -6,7 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
 
-use tapmon_crs::model::{CustomResourceStateMetrics, Resource, Spec};
+use tapmon_crs::model::{CustomResourceStateMetrics, Extension, Resource, Spec};
 
 /// The TAP groups, one line each: the variant, its name (the field of a TapMonitor's
 /// `spec.groups`, the `--group` of the CLI and the preset file `config/presets/<name>.yaml`) and
@@ -168,14 +168,34 @@ pub const EXPORT_VERSIONS: [(&str, &str); 12] = [
     ("tekton.dev", "v1"),
 ];
 
+/// The presets as kube-state-metrics can read them, and what had to be left out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Export {
+    /// The config.
+    pub spec: Spec,
+    /// Metrics that use a tapmon extension, by full name, left out of `spec`.
+    pub left_out: Vec<(String, Extension)>,
+}
+
 /// The presets of `groups` as a config for kube-state-metrics: each kind pinned to one
-/// version, `overrides` (API group to version) first, else [`EXPORT_VERSIONS`].
+/// version, `overrides` (API group to version) first, else [`EXPORT_VERSIONS`]; metrics that
+/// use a tapmon extension are left out (kube-state-metrics would refuse the config or read
+/// them differently) and listed.
 pub fn export_spec(
     groups: impl IntoIterator<Item = TapGroup>,
     overrides: &std::collections::BTreeMap<String, String>,
-) -> Result<Spec, PresetError> {
+) -> Result<Export, PresetError> {
     let mut spec = spec_for(groups)?;
+    let mut left_out = Vec::new();
     for r in &mut spec.resources {
+        let resource = r.clone();
+        r.metrics.retain(|m| match m.each.extension() {
+            Some(extension) => {
+                left_out.push((tapmon_crs::full_name(&resource, &m.name), extension));
+                false
+            }
+            None => true,
+        });
         let group = r.group_version_kind.group.as_str();
         let pinned = overrides.get(group).map(String::as_str).or_else(|| {
             EXPORT_VERSIONS
@@ -187,7 +207,7 @@ pub fn export_spec(
             r.group_version_kind.version = version.to_owned();
         }
     }
-    Ok(spec)
+    Ok(Export { spec, left_out })
 }
 
 #[cfg(test)]
@@ -243,18 +263,37 @@ mod tests {
         "tekton_task_run_status",
     ];
 
+    /// The families tapmon's extensions add, and the extension each uses.
+    const EXTENSIONS: [(&str, Extension); 6] = [
+        (
+            "knative_revision_time_to_ready_seconds",
+            Extension::Duration,
+        ),
+        ("kpack_build_duration_seconds", Extension::Duration),
+        ("scst_image_scan_cves", Extension::IgnoreKeys),
+        ("scst_source_scan_cves", Extension::IgnoreKeys),
+        ("tekton_pipeline_run_duration_seconds", Extension::Duration),
+        ("tekton_task_run_duration_seconds", Extension::Duration),
+    ];
+
     #[test]
-    fn all_presets_compile_cleanly_into_the_42_families() {
+    fn all_presets_compile_cleanly_into_the_42_families_and_the_extensions() {
         let spec = spec_for(TapGroup::ALL).unwrap();
         assert_eq!(spec.resources.len(), 21);
         let (compiled, errors) = Compiled::compile(&spec);
         assert!(errors.is_empty(), "{errors:?}");
-        let names: Vec<&str> = compiled
+        let mut names: Vec<&str> = compiled
             .families()
             .iter()
             .map(|(_, d)| d.name.as_str())
             .collect();
-        assert_eq!(names, FAMILIES);
+        names.sort_unstable();
+        let mut expected: Vec<&str> = FAMILIES
+            .into_iter()
+            .chain(EXTENSIONS.map(|(name, _)| name))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
         assert!(compiled.families().iter().all(|(_, d)| !d.help.is_empty()));
     }
 
@@ -308,10 +347,30 @@ mod tests {
     }
 
     #[test]
+    fn the_export_holds_the_catalogue_and_leaves_out_exactly_the_extensions() {
+        let export = export_spec(TapGroup::ALL, &Default::default()).unwrap();
+        let mut left_out = export.left_out.clone();
+        left_out.sort_by(|a, b| a.0.cmp(&b.0));
+        let expected: Vec<(String, Extension)> = EXTENSIONS
+            .iter()
+            .map(|(name, e)| ((*name).to_owned(), *e))
+            .collect();
+        assert_eq!(left_out, expected);
+        let (compiled, errors) = Compiled::compile(&export.spec);
+        assert!(errors.is_empty(), "{errors:?}");
+        let names: Vec<&str> = compiled
+            .families()
+            .iter()
+            .map(|(_, d)| d.name.as_str())
+            .collect();
+        assert_eq!(names, FAMILIES);
+    }
+
+    #[test]
     fn the_export_pins_every_kind_to_one_version() {
         let overrides =
             std::collections::BTreeMap::from([("tekton.dev".to_owned(), "v1beta1".to_owned())]);
-        let spec = export_spec(TapGroup::ALL, &overrides).unwrap();
+        let spec = export_spec(TapGroup::ALL, &overrides).unwrap().spec;
         for r in &spec.resources {
             let gvk = &r.group_version_kind;
             assert_ne!(gvk.version, "*", "{gvk}");

@@ -24,6 +24,12 @@ pub enum ValueError {
     /// A list or a map.
     #[error("expected a number but found {0}")]
     NotAScalar(&'static str),
+    /// Where an RFC 3339 timestamp belongs, nothing.
+    #[error("expected an RFC 3339 timestamp but found nothing")]
+    NoTimestamp,
+    /// Where an RFC 3339 timestamp belongs, something else.
+    #[error("expected an RFC 3339 timestamp but found {0:?}")]
+    NotATimestamp(String),
 }
 
 /// Longest string quoted back in an error message.
@@ -70,11 +76,35 @@ pub fn parse_number(s: &str) -> Result<f64, ValueError> {
 }
 
 fn not_a_number(s: &str) -> ValueError {
+    ValueError::NotANumber(quote(s))
+}
+
+fn quote(s: &str) -> String {
     let mut quoted: String = s.chars().take(QUOTE_LIMIT).collect();
     if quoted.len() < s.len() {
         quoted.push('…');
     }
-    ValueError::NotANumber(quoted)
+    quoted
+}
+
+/// Reads an RFC 3339 timestamp as Unix seconds, with its fraction (durations of fast runs are
+/// sub-second). Nothing there is [`ValueError::NoTimestamp`]; anything but a timestamp string is
+/// [`ValueError::NotATimestamp`].
+#[allow(clippy::cast_precision_loss)]
+pub fn to_timestamp(found: Option<&Value>) -> Result<f64, ValueError> {
+    match found {
+        None | Some(Value::Null) => Err(ValueError::NoTimestamp),
+        Some(Value::String(s)) => s
+            .parse::<jiff::Timestamp>()
+            // Nanoseconds since the epoch fit an f64 to well under a microsecond.
+            .map(|ts| ts.as_nanosecond() as f64 / 1e9)
+            .map_err(|_| ValueError::NotATimestamp(quote(s))),
+        Some(other) => {
+            let mut shown = String::new();
+            write_label_value(&mut shown, Some(other));
+            Err(ValueError::NotATimestamp(quote(&shown)))
+        }
+    }
 }
 
 /// Go's `time.Parse(time.RFC3339, s)` as Unix seconds (fractions truncated).
@@ -232,6 +262,20 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn timestamps_keep_their_fraction_and_refuse_anything_else() {
+        let at = |v: Value| to_timestamp(Some(&v));
+        assert_eq!(at(json!("1970-01-01T00:01:00Z")), Ok(60.0));
+        assert_eq!(at(json!("1970-01-01T00:00:01.5+00:00")), Ok(1.5));
+        assert_eq!(to_timestamp(None), Err(ValueError::NoTimestamp));
+        assert_eq!(at(Value::Null), Err(ValueError::NoTimestamp));
+        assert_eq!(
+            at(json!("yesterday")),
+            Err(ValueError::NotATimestamp("yesterday".into()))
+        );
+        assert_eq!(at(json!(12)), Err(ValueError::NotATimestamp("12".into())));
+    }
 
     #[test]
     fn conversions() {

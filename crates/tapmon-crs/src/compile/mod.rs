@@ -29,6 +29,7 @@ pub(crate) enum Body {
         label_from_key: Option<Box<str>>,
         labels: Vec<LabelSpec>,
         nil_is_zero: bool,
+        ignore_keys: Vec<Box<str>>,
     },
     StateSet {
         path: Path,
@@ -40,6 +41,13 @@ pub(crate) enum Body {
     Info {
         path: Path,
         label_from_key: Option<Box<str>>,
+        labels: Vec<LabelSpec>,
+    },
+    Duration {
+        path: Path,
+        start: Path,
+        end: Path,
+        when: Option<(Path, Vec<Box<str>>)>,
         labels: Vec<LabelSpec>,
     },
 }
@@ -165,7 +173,7 @@ impl Compiled {
                     name: name.clone(),
                     help: generator.help.clone(),
                     kind: match generator.each.kind {
-                        MetricKind::Gauge => MetricType::Gauge,
+                        MetricKind::Gauge | MetricKind::Duration => MetricType::Gauge,
                         MetricKind::Info => MetricType::Info,
                         MetricKind::StateSet => MetricType::StateSet,
                     },
@@ -290,7 +298,8 @@ fn merge_families(
     (set, ids)
 }
 
-fn full_name(resource: &Resource, name: &str) -> String {
+/// The full name of metric `name` of `resource`: its prefix, `_`, the name.
+pub fn full_name(resource: &Resource, name: &str) -> String {
     match resource.metric_name_prefix.as_deref() {
         None => format!("{DEFAULT_PREFIX}_{name}"),
         Some("") => name.to_owned(),

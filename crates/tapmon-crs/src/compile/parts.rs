@@ -135,6 +135,36 @@ pub(super) fn compile_body(
                     label_from_key: label_name(&g.label_from_key),
                     labels: labels_at(&g.labels_from_path, ".gauge.labelsFromPath")?,
                     nil_is_zero: g.nil_is_zero,
+                    ignore_keys: g.ignore_keys.iter().map(|k| k.as_str().into()).collect(),
+                },
+                None,
+            ))
+        }
+        MetricKind::Duration => {
+            let d = each.duration.as_ref().ok_or((
+                ConfigErrorKind::MissingSection("Duration"),
+                ".duration".to_owned(),
+            ))?;
+            let when = match &d.when {
+                None => None,
+                Some(w) if w.states.is_empty() => {
+                    return Err((
+                        ConfigErrorKind::StateList("when.in needs at least one state".into()),
+                        ".duration.when.in".to_owned(),
+                    ));
+                }
+                Some(w) => Some((
+                    path_at(&w.path, ".duration.when.path")?,
+                    w.states.iter().map(|v| v.as_str().into()).collect(),
+                )),
+            };
+            Ok((
+                Body::Duration {
+                    path: path_at(&d.path, ".duration.path")?,
+                    start: path_at(&d.start, ".duration.start")?,
+                    end: path_at(&d.end, ".duration.end")?,
+                    when,
+                    labels: labels_at(&d.labels_from_path, ".duration.labelsFromPath")?,
                 },
                 None,
             ))
