@@ -156,17 +156,38 @@ impl Operator {
 
     /// A GET of the metrics port, as a client of its TLS (if any) with `token` (if any).
     pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
-        let mut client = match &self.tls {
-            Some(config) => HttpClient::tls(Arc::clone(config)),
-            None => HttpClient::default(),
-        };
         let bearer = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = bearer
             .as_deref()
             .map(|b| vec![("Authorization", b)])
             .unwrap_or_default();
-        let response = client.request(self.metrics, path, &headers, false).await?;
+        self.get_with(path, &headers).await
+    }
+
+    /// A GET of the metrics port with `headers`, as a client of its TLS (if any).
+    async fn get_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(u16, String)> {
+        let mut client = match &self.tls {
+            Some(config) => HttpClient::tls(Arc::clone(config)),
+            None => HttpClient::default(),
+        };
+        let response = client.request(self.metrics, path, headers, false).await?;
         Ok((response.status, response.text()))
+    }
+
+    /// A ClusterTapMonitor's exposition in OpenMetrics, or None while it is not served.
+    pub async fn scrape_cluster_openmetrics(&self, name: &str) -> Option<String> {
+        let accept = [("Accept", "application/openmetrics-text; version=1.0.0")];
+        match self
+            .get_with(&format!("/clustermonitors/{name}/metrics"), &accept)
+            .await
+        {
+            Ok((200, body)) => Some(body),
+            _ => None,
+        }
     }
 
     /// A TapMonitor's exposition, or None while it is not served.

@@ -107,22 +107,24 @@ async fn all_groups_serve_every_family_with_the_values_the_fixtures_imply() {
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| l.split(['{', ' ']).next())
         .collect();
-    // The 42 catalogue families and the 6 of tapmon's extensions.
-    assert_eq!(families.len(), 48);
+    // The 42 catalogue families, 3 timestamps and the 6 of tapmon's extensions.
+    assert_eq!(families.len(), 51);
     // Durations from creation are the fixture's, though the API server chose the creation time.
-    let duration = |name: &str| {
+    let duration = |family: &str, object: &str| {
         scrape
             .lines()
-            .find(|l| l.starts_with(name))
+            .find(|l| {
+                l.starts_with(&format!("{family}{{")) && l.contains(&format!(",name=\"{object}\","))
+            })
             .and_then(|l| l.rsplit(' ').next())
             .map(str::to_owned)
     };
     assert_eq!(
-        duration("kpack_build_duration_seconds{name=\"petclinic-build-1-w82l5\""),
+        duration("kpack_build_duration_seconds", "petclinic-build-1-w82l5"),
         Some("257".into())
     );
     assert_eq!(
-        duration("knative_revision_time_to_ready_seconds{name=\"petclinic-00002\""),
+        duration("knative_revision_time_to_ready_seconds", "petclinic-00002"),
         Some("154".into())
     );
 
@@ -444,5 +446,143 @@ async fn a_kind_the_operator_may_not_watch_is_forbidden_in_status_and_the_rest_w
         .then_some(())
     })
     .await;
+    operator.stop().await;
+}
+
+/// The value of the first series of `scrape` whose line starts with `prefix` and contains
+/// every one of `having`.
+fn value_of(scrape: &str, prefix: &str, having: &[&str]) -> Option<String> {
+    scrape
+        .lines()
+        .find(|l| l.starts_with(prefix) && having.iter().all(|h| l.contains(h)))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(str::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_counters_count_changes_seen_and_start_at_zero_after_a_restart() {
+    let _serial = serial().await;
+    let (cluster, operator) = cluster_with_operator("live", true).await.unwrap();
+    monitor(&cluster.admin, "tap", json!({})).await;
+    status_when(&cluster.admin, "tap", "Ready", ready).await;
+    // The initial list counts nothing: finished builds were already finished.
+    let before = operator.scrape_cluster("tap").await.unwrap();
+    assert!(!before.contains("kpack_build_completed_total"), "{before}");
+
+    // The running build finishes 95 s after its creation.
+    let builds = dynamic_api(
+        &cluster.admin,
+        Some("dev-team-b"),
+        ("kpack.io", "v1alpha2", "Build"),
+        "builds",
+    );
+    let name = "inventory-api-build-2-szjdr";
+    let created = builds.get(name).await.unwrap().metadata.creation_timestamp;
+    let created: jiff::Timestamp = serde_json::to_value(created)
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let ended = created
+        .checked_add(jiff::SignedDuration::from_secs(95))
+        .unwrap();
+    let finished = json!({"status": {"conditions": [{"type": "Succeeded", "status": "True", "lastTransitionTime": ended.to_string()}]}});
+    builds
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&finished))
+        .await
+        .unwrap();
+    let labels = [
+        "namespace=\"dev-team-b\"",
+        "workload=\"inventory-api\"",
+        "status=\"True\"",
+    ];
+    let counted = eventually("the finished build counted", WAIT, || async {
+        let s = operator.scrape_cluster("tap").await?;
+        (value_of(&s, "kpack_build_completed_total{", &labels)? == "1").then_some(s)
+    })
+    .await;
+    let bucket = |le: &str| {
+        let mut having = labels.to_vec();
+        let le = format!("le=\"{le}\"");
+        having.push(&le);
+        value_of(
+            &counted,
+            "kpack_build_completed_duration_seconds_bucket{",
+            &having,
+        )
+    };
+    assert_eq!(bucket("60"), Some("0".into()));
+    assert_eq!(bucket("120"), Some("1".into()));
+    assert_eq!(
+        value_of(
+            &counted,
+            "kpack_build_completed_duration_seconds_sum{",
+            &labels
+        ),
+        Some("95".into())
+    );
+    assert_eq!(
+        value_of(&counted, "kpack_build_duration_seconds{", &[name]),
+        Some("95".into())
+    );
+    let om = operator.scrape_cluster_openmetrics("tap").await.unwrap();
+    assert!(
+        om.contains("# TYPE kpack_build_completed counter\n"),
+        "{om}"
+    );
+    assert!(value_of(&om, "kpack_build_completed_created{", &labels).is_some());
+    assert!(om.ends_with("# EOF\n"));
+
+    // The same state again (another field changed) does not count twice; a later change to
+    // another object shows the build's event was handled.
+    let touched = json!({"metadata": {"annotations": {"e2e": "touched"}}});
+    builds
+        .patch(name, &PatchParams::default(), &Patch::Merge(&touched))
+        .await
+        .unwrap();
+    let broken = json!({"status": {"conditions": [{"type": "Succeeded", "status": "False", "lastTransitionTime": ended.to_string()}]}});
+    let other = "node-frontend-build-2-lrfjq";
+    let others = dynamic_api(
+        &cluster.admin,
+        Some("dev-team-b"),
+        ("kpack.io", "v1alpha2", "Build"),
+        "builds",
+    );
+    others
+        .patch_status(other, &PatchParams::default(), &Patch::Merge(&broken))
+        .await
+        .unwrap();
+    let after = eventually("the other change seen", WAIT, || async {
+        let s = operator.scrape_cluster("tap").await?;
+        value_of(
+            &s,
+            "kpack_build_status{",
+            &[other, "type=\"Succeeded\"", "status=\"False\""],
+        )?;
+        Some(s)
+    })
+    .await;
+    assert_eq!(
+        value_of(&after, "kpack_build_completed_total{", &labels),
+        Some("1".into())
+    );
+
+    // After a restart the counters start again at zero; what the objects hold is exact.
+    operator.stop().await;
+    let operator = Operator::start(operator_identity(&cluster).await.unwrap()).await;
+    let restarted = eventually("served after the restart", WAIT, || async {
+        let s = operator.scrape_cluster("tap").await?;
+        value_of(&s, "kpack_build_duration_seconds{", &[name]).map(|_| s)
+    })
+    .await;
+    assert!(
+        !restarted.contains("kpack_build_completed_total"),
+        "{restarted}"
+    );
+    assert_eq!(
+        value_of(&restarted, "kpack_build_duration_seconds{", &[name]),
+        Some("95".into())
+    );
     operator.stop().await;
 }

@@ -105,7 +105,10 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         "ClusterTapMonitor"
     );
     let groups = rule.data["spec"]["groups"].as_array().unwrap();
-    assert_eq!(groups.len(), 2);
+    let names: Vec<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
+    assert_eq!(names, ["tap.workload-stages", "tap.dora", "tap.alerts"]);
+    // The DORA group's records read back what it recorded, at the interval it says.
+    assert_eq!(groups[1]["interval"], "1m");
     assert!(
         rule.data["spec"]
             .to_string()
@@ -123,7 +126,7 @@ async fn a_service_monitor_appears_with_its_crd_updates_in_place_and_goes_with_t
         "configmaps",
     );
     let mut dashboard_uids = Vec::new();
-    for slug in ["overview", "supply-chain"] {
+    for slug in tapmon_publish::dashboards::SLUGS {
         let cm = eventually("dashboard ConfigMap", Duration::from_secs(60), || async {
             configmaps
                 .get_opt(&format!("cluster-tap-{slug}"))

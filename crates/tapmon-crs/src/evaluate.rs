@@ -114,6 +114,19 @@ impl EvalErrors {
         }
     }
 
+    /// Records an error of the metric named `metric` (a live one, which has no
+    /// [`CompiledMetric`]).
+    pub(crate) fn push_named(&mut self, metric: &str, path: String, kind: EvalErrorKind) {
+        self.total += 1;
+        if self.kept.len() < KEPT {
+            self.kept.push(EvalError {
+                metric: metric.to_owned(),
+                path,
+                kind,
+            });
+        }
+    }
+
     /// The first errors, in evaluation order.
     pub fn kept(&self) -> &[EvalError] {
         &self.kept

@@ -12,13 +12,14 @@ mod compile;
 mod evaluate;
 pub mod ignored;
 mod labels;
+pub mod live;
 pub mod model;
 mod offline;
 pub mod yaml;
 
 pub use compile::{
-    Compiled, CompiledResource, ConfigError, ConfigErrorKind, DEFAULT_PREFIX, Location, Placed,
-    full_name,
+    Compiled, CompiledLive, CompiledResource, ConfigError, ConfigErrorKind, DEFAULT_PREFIX,
+    LiveKind, Location, Placed, full_name,
 };
 pub use evaluate::{EvalError, EvalErrorKind, EvalErrors, GVK_LABELS, ObjectKind, UNKNOWN_VALUE};
 pub use offline::{ObjectErrors, Offline};

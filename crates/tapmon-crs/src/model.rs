@@ -126,6 +126,12 @@ pub struct Metric {
     /// Settings of a Duration (tapmon extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<Duration>,
+    /// Settings of a Counter (tapmon extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counter: Option<Counter>,
+    /// Settings of a Histogram (tapmon extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
 }
 
 impl Metric {
@@ -135,6 +141,8 @@ impl Metric {
     pub fn extension(&self) -> Option<Extension> {
         match self.kind {
             MetricKind::Duration => Some(Extension::Duration),
+            MetricKind::Counter => Some(Extension::Counter),
+            MetricKind::Histogram => Some(Extension::Histogram),
             MetricKind::Gauge
                 if self
                     .gauge
@@ -155,6 +163,10 @@ pub enum Extension {
     Duration,
     /// `gauge.ignoreKeys`: keys of a map left out.
     IgnoreKeys,
+    /// `type: Counter`: transitions counted live.
+    Counter,
+    /// `type: Histogram`: durations observed at transitions, live.
+    Histogram,
 }
 
 impl Extension {
@@ -163,6 +175,8 @@ impl Extension {
         match self {
             Extension::Duration => "type: Duration",
             Extension::IgnoreKeys => "gauge.ignoreKeys",
+            Extension::Counter => "type: Counter",
+            Extension::Histogram => "type: Histogram",
         }
     }
 }
@@ -179,6 +193,12 @@ pub enum MetricKind {
     Info,
     /// tapmon extension: seconds from one timestamp of the object to another.
     Duration,
+    /// tapmon extension: objects whose state changed to a listed one, counted as tapmon sees
+    /// it happen, summed over objects with the same labels.
+    Counter,
+    /// tapmon extension: a duration of the object observed when its state changes to a listed
+    /// one, as tapmon sees it happen, summed over objects with the same labels.
+    Histogram,
 }
 
 /// A number read from the object; over a list or map, one series per element.
@@ -226,6 +246,37 @@ pub struct Duration {
     /// Labels relative to `path` (or to each element).
     #[serde(default, skip_serializing_if = "OrderedMap::is_empty")]
     pub labels_from_path: OrderedMap<PathSpec>,
+}
+
+/// tapmon extension: counts, live, the times an object's state changes to one of `to`. Only
+/// the metric's own `commonLabels` and `labelsFromPath` label it (the resource's are per object
+/// and would defeat the sum), read from the object as it is after the change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Counter {
+    /// Where the state is, relative to the object.
+    pub state: PathSpec,
+    /// The states a change into counts; empty: a change to any value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+}
+
+/// tapmon extension: observes, live, the seconds from `start` to `end` each time an object's
+/// state changes to one of `to`. Labelled as a [`Counter`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Histogram {
+    /// Where the state is, relative to the object.
+    pub state: PathSpec,
+    /// The states a change into observes; empty: a change to any value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub to: Vec<String>,
+    /// The start timestamp, relative to the object.
+    pub start: PathSpec,
+    /// The end timestamp, relative to the object.
+    pub end: PathSpec,
+    /// Upper bounds of the buckets, in seconds, increasing (`+Inf` is added).
+    pub buckets: Vec<f64>,
 }
 
 /// A state filter: the value at `path` must be one of `in`.

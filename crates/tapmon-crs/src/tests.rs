@@ -581,3 +581,32 @@ fn a_duration_without_its_section_or_states_is_a_config_error() {
         ]
     );
 }
+
+#[test]
+fn live_metrics_are_checked_and_make_no_per_object_family() {
+    let (compiled, errors) = compile(&resource(
+        "    - name: done_total\n      each: {type: Counter, counter: {state: [status, phase], to: [Done]}}\n    - name: done\n      each: {type: Counter, counter: {state: [status, phase]}}\n    - name: took\n      each: {type: Histogram, histogram: {state: [s], start: [a], end: [b], buckets: [10, 5]}}\n    - name: took_count\n      each: {type: Histogram, histogram: {state: [s], start: [a], end: [b], buckets: [1]}}\n    - name: info\n      each: {type: Info, info: {}}\n    - name: info_total\n      each: {type: Counter, counter: {state: [s]}}\n",
+    ));
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "resources[0] (example.com/v1/Foo) metric foo_done metrics[1].name: a counter's name ends in _total: \"foo_done\"",
+            "resources[0] (example.com/v1/Foo) metric foo_took metrics[2].each.histogram.buckets: buckets are one or more finite upper bounds, increasing",
+            "resources[0] (example.com/v1/Foo) metric foo_took_count metrics[3].name: a histogram's name cannot end in _count: \"foo_took_count\"",
+            "resources[0] (example.com/v1/Foo) metric foo_info_total each.type: the name foo_info is another family's",
+        ]
+    );
+    let names: Vec<&str> = compiled.resources()[0]
+        .live()
+        .iter()
+        .map(|l| l.name())
+        .collect();
+    assert_eq!(names, ["foo_done_total"]);
+    let families: Vec<&str> = compiled
+        .families()
+        .iter()
+        .map(|(_, d)| d.name.as_str())
+        .collect();
+    assert_eq!(families, ["foo_info"]);
+}

@@ -29,7 +29,8 @@ impl Format {
         }
     }
 
-    pub(crate) fn trailer(self) -> &'static [u8] {
+    /// What ends a scrape in this format (OpenMetrics' `# EOF`).
+    pub fn trailer(self) -> &'static [u8] {
         match self {
             Format::Text => b"",
             Format::OpenMetrics => b"# EOF\n",

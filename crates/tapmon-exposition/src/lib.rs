@@ -23,5 +23,6 @@ pub use names::{is_valid_label_name, is_valid_metric_name, sanitize_label_name};
 pub use render::{ObjectRenderer, RenderedObject, SeriesWriter};
 pub use store::{ObjectKey, Store, StoreStats};
 pub use text::{
-    MAX_LABEL_VALUE_BYTES, TRUNCATED_MARKER, write_escaped_label_value, write_sample_value,
+    MAX_LABEL_VALUE_BYTES, TRUNCATED_MARKER, write_escaped_help, write_escaped_label_value,
+    write_sample_value,
 };

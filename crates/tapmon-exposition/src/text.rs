@@ -54,7 +54,7 @@ pub fn write_escaped_label_value(out: &mut Vec<u8>, value: &str) -> bool {
 }
 
 /// Appends HELP text escaped as both formats require (`\` and newline; OpenMetrics also `"`).
-pub(crate) fn write_escaped_help(out: &mut Vec<u8>, help: &str, escape_quotes: bool) {
+pub fn write_escaped_help(out: &mut Vec<u8>, help: &str, escape_quotes: bool) {
     for c in help.chars() {
         match c {
             '\\' => out.extend_from_slice(b"\\\\"),

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 use serde_json::Value;
+use tapmon_crs::live::{Live, Seen};
 use tapmon_crs::{EvalErrors, ObjectKind};
 use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store, StoreStats};
 
@@ -58,6 +59,15 @@ pub struct Monitor {
     bindings: Mutex<Bindings>,
     /// Objects left out to stay within the series limit, by watch, namespace and name.
     left_out: Mutex<HashSet<(WatchKey, String, String)>>,
+    /// Counters and histograms of the changes seen since this build of the monitor.
+    live: Mutex<Live>,
+}
+
+/// Now, as Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// What evaluating one object did.
@@ -91,6 +101,7 @@ impl Monitor {
             validated,
             bindings: Mutex::new(Bindings::default()),
             left_out: Mutex::new(HashSet::new()),
+            live: Mutex::new(Live::new(unix_now())),
         }
     }
 
@@ -155,18 +166,36 @@ impl Monitor {
             .collect()
     }
 
-    /// Evaluates an object of `watch`, read as `kind`, and stores its series; what could not
-    /// be evaluated is added to `errors`. An object whose series would take the monitor over its
-    /// series limit is left out (until its next change or relist finds room).
+    /// Evaluates an object of `watch`, read as `kind` and `seen` in a list or a change, and
+    /// stores its series; what could not be evaluated is added to `errors`. An object whose
+    /// series would take the monitor over its series limit is left out (until its next change or
+    /// relist finds room); its changes still count in the live metrics.
     pub fn evaluate(
         &self,
         watch: &WatchKey,
         kind: ObjectKind<'_>,
         object: &Value,
         id: ObjectId<'_>,
+        seen: Seen,
         errors: &mut EvalErrors,
     ) -> Evaluated {
-        let resources = self.validated.compiled.resources();
+        let compiled = &self.validated.compiled;
+        if compiled.has_live() {
+            let now = unix_now();
+            let mut live = self.live.lock();
+            for (resource, _) in self.ids_of(watch) {
+                live.observe(
+                    compiled,
+                    resource,
+                    object,
+                    (id.namespace, id.name),
+                    seen,
+                    now,
+                    errors,
+                );
+            }
+        }
+        let resources = compiled.resources();
         // Render outside the store lock: a scrape never waits for an evaluation.
         let rendered: Vec<_> = {
             let mut renderer = self.renderer.lock();
@@ -211,6 +240,12 @@ impl Monitor {
     /// Removes an object's series (deleted, or outside the monitor's namespaces).
     pub fn delete(&self, watch: &WatchKey, id: ObjectId<'_>) {
         let ids = self.ids_of(watch);
+        {
+            let mut live = self.live.lock();
+            for (resource, _) in &ids {
+                live.forget(*resource, id.namespace, id.name);
+            }
+        }
         let mut store = self.store.lock();
         for (_, store_id) in ids {
             store.remove(&ObjectKey::new(store_id, id.namespace, id.name));
@@ -224,6 +259,14 @@ impl Monitor {
     /// After a full list of `watch`: drops the objects the list did not contain (deleted while
     /// the watch was down, or before a `410 Gone` relist).
     pub fn retain_listed(&self, watch: &WatchKey, listed: &HashSet<(String, String)>) {
+        {
+            let mut live = self.live.lock();
+            for (resource, _) in self.ids_of(watch) {
+                live.retain(resource, |ns, name| {
+                    listed.contains(&(ns.to_owned(), name.to_owned()))
+                });
+            }
+        }
         let ids: HashSet<u32> = self.ids_of(watch).into_iter().map(|(_, id)| id).collect();
         self.store.lock().retain(|k| {
             !ids.contains(&k.resource)
@@ -261,9 +304,20 @@ impl Monitor {
         self.store.lock().total()
     }
 
-    /// The monitor's scrape, as shared chunks (taken under a short lock, written after it).
+    /// The monitor's scrape, as shared chunks (taken under a short lock, written after it):
+    /// the objects' series, then the live counters and histograms (few: they are summed over
+    /// objects), rendered now.
     pub fn scrape(&self, format: Format) -> Vec<Bytes> {
-        self.store.lock().chunks(format)
+        let mut chunks = self.store.lock().chunks(format);
+        let live = self.live.lock();
+        if !live.is_empty() {
+            let mut text = Vec::new();
+            live.encode(format, &mut text);
+            // Before OpenMetrics' `# EOF`.
+            let at = chunks.len() - usize::from(!format.trailer().is_empty());
+            chunks.insert(at, Bytes::from(text));
+        }
+        chunks
     }
 }
 
@@ -304,7 +358,14 @@ mod tests {
                 namespace: "ns",
                 name,
             };
-            m.evaluate(&w, w.kind.object_kind(), &workload(name), id, &mut errors);
+            m.evaluate(
+                &w,
+                w.kind.object_kind(),
+                &workload(name),
+                id,
+                Seen::Listed,
+                &mut errors,
+            );
         }
         assert!(errors.is_empty());
         assert_eq!(m.stats(&w).objects, 3);
@@ -358,6 +419,7 @@ mod tests {
             w.kind.object_kind(),
             &workload("a"),
             id("a"),
+            Seen::Listed,
             &mut errors,
         );
         let per_object = probe.total().series;
@@ -379,6 +441,7 @@ mod tests {
                 w.kind.object_kind(),
                 &workload(name),
                 id(name),
+                Seen::Listed,
                 &mut errors,
             );
             assert_eq!(out.left_out, name == "c", "{name}");
@@ -391,6 +454,7 @@ mod tests {
                 w.kind.object_kind(),
                 &workload("a"),
                 id("a"),
+                Seen::Listed,
                 &mut errors
             )
             .left_out
@@ -402,6 +466,7 @@ mod tests {
                 w.kind.object_kind(),
                 &workload("c"),
                 id("c"),
+                Seen::Listed,
                 &mut errors
             )
             .left_out

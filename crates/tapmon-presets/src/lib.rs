@@ -263,6 +263,13 @@ mod tests {
         "tekton_task_run_status",
     ];
 
+    /// The timestamps added to the catalogue (kube-state-metrics' format): what DORA rules read.
+    const TIMESTAMPS: [&str; 3] = [
+        "flux_git_repository_artifact_timestamp_seconds",
+        "knative_revision_ready_timestamp_seconds",
+        "kpack_build_created_timestamp_seconds",
+    ];
+
     /// The families tapmon's extensions add, and the extension each uses.
     const EXTENSIONS: [(&str, Extension); 6] = [
         (
@@ -277,7 +284,7 @@ mod tests {
     ];
 
     #[test]
-    fn all_presets_compile_cleanly_into_the_42_families_and_the_extensions() {
+    fn all_presets_compile_cleanly_into_the_42_families_and_the_additions() {
         let spec = spec_for(TapGroup::ALL).unwrap();
         assert_eq!(spec.resources.len(), 21);
         let (compiled, errors) = Compiled::compile(&spec);
@@ -290,6 +297,7 @@ mod tests {
         names.sort_unstable();
         let mut expected: Vec<&str> = FAMILIES
             .into_iter()
+            .chain(TIMESTAMPS)
             .chain(EXTENSIONS.map(|(name, _)| name))
             .collect();
         expected.sort_unstable();
@@ -346,24 +354,61 @@ mod tests {
         );
     }
 
+    /// The counters and histograms followed live, and which each is.
+    const LIVE: [(&str, Extension); 6] = [
+        (
+            "knative_revision_ready_duration_seconds",
+            Extension::Histogram,
+        ),
+        ("knative_revision_ready_total", Extension::Counter),
+        (
+            "kpack_build_completed_duration_seconds",
+            Extension::Histogram,
+        ),
+        ("kpack_build_completed_total", Extension::Counter),
+        (
+            "tekton_pipeline_run_completed_duration_seconds",
+            Extension::Histogram,
+        ),
+        ("tekton_pipeline_run_completed_total", Extension::Counter),
+    ];
+
+    #[test]
+    fn the_live_metrics_compile_apart_from_the_families() {
+        let (compiled, errors) = Compiled::compile(&spec_for(TapGroup::ALL).unwrap());
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut live: Vec<&str> = compiled
+            .resources()
+            .iter()
+            .flat_map(|r| r.live().iter().map(|l| l.name()))
+            .collect();
+        live.sort_unstable();
+        assert_eq!(live, LIVE.map(|(name, _)| name));
+    }
+
     #[test]
     fn the_export_holds_the_catalogue_and_leaves_out_exactly_the_extensions() {
         let export = export_spec(TapGroup::ALL, &Default::default()).unwrap();
         let mut left_out = export.left_out.clone();
         left_out.sort_by(|a, b| a.0.cmp(&b.0));
-        let expected: Vec<(String, Extension)> = EXTENSIONS
+        let mut expected: Vec<(String, Extension)> = EXTENSIONS
             .iter()
+            .chain(LIVE.iter())
             .map(|(name, e)| ((*name).to_owned(), *e))
             .collect();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(left_out, expected);
         let (compiled, errors) = Compiled::compile(&export.spec);
         assert!(errors.is_empty(), "{errors:?}");
-        let names: Vec<&str> = compiled
+        let mut names: Vec<&str> = compiled
             .families()
             .iter()
             .map(|(_, d)| d.name.as_str())
             .collect();
-        assert_eq!(names, FAMILIES);
+        names.sort_unstable();
+        let mut expected: Vec<&str> = FAMILIES.into_iter().chain(TIMESTAMPS).collect();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! them in a PrometheusRule and ConfigMaps; `tapmon rules` and `tapmon dashboards` print them.
 
 pub mod dashboards;
+pub mod dora;
 pub mod promql;
 pub mod rules;
 mod selector;

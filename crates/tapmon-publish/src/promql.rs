@@ -31,21 +31,79 @@ pub const CLAIM_NOT_READY: &str = r#"stk_class_claim_status{S type="Ready", stat
 pub const TESTS_BY_WORKLOAD: &str =
     r#"max by (namespace, workload) (tekton_pipeline_run_status{S type="Succeeded"})"#;
 
+/// Each Workload's `Ready` condition with a `workload` label (its name): 1 True, 0 False, -1
+/// Unknown.
+pub const WORKLOAD_READY_BY_WORKLOAD: &str = r#"max by (namespace, workload) (label_replace(cartographer_workload_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#;
+
+/// When each workload was last deployed (Unix seconds): its newest Ready revision.
+macro_rules! last_deployed_at {
+    () => {
+        r#"max by (namespace, workload) (knative_revision_ready_timestamp_seconds{S status="True"})"#
+    };
+}
+
+/// Critical CVEs per image or source scan, from the numeric per-severity counts.
+pub const CRITICAL_CVES: &str =
+    r#"{S __name__=~"scst_(image|source)_scan_cves", severity="critical"}"#;
+
+/// The creation time of each kpack Build that finished successfully.
+macro_rules! successful_build_created {
+    () => {
+        r#"(kpack_build_created_timestamp_seconds{S} and on (namespace, name) kpack_build_duration_seconds{S status="True"})"#
+    };
+}
+
+/// Each image's newest successful build (its creation time): the one an alert compares.
+macro_rules! newest_successful_build {
+    () => {
+        concat!(
+            "(",
+            successful_build_created!(),
+            " == on (namespace, owner) group_left () max by (namespace, owner) ",
+            successful_build_created!(),
+            ")"
+        )
+    };
+}
+
+/// The duration of each image's newest successful build, where the image has at least five
+/// earlier successful builds, when it is above the 90th percentile of those.
+pub const BUILD_SLOWER_THAN_USUAL: &str = concat!(
+    r#"(kpack_build_duration_seconds{S status="True"} and on (namespace, name) "#,
+    newest_successful_build!(),
+    r#") > on (namespace, owner) group_left () (quantile by (namespace, owner) (0.9, kpack_build_duration_seconds{S status="True"} unless on (namespace, name) "#,
+    newest_successful_build!(),
+    r#") and on (namespace, owner) count by (namespace, owner) (kpack_build_duration_seconds{S status="True"}) > 5)"#
+);
+
+/// Workloads whose source moved after their last deployment, which is more than 7 days old;
+/// the value is when the source moved.
+pub const SOURCE_MOVED_NOT_DEPLOYED: &str = concat!(
+    r#"(max by (namespace, workload) (flux_git_repository_artifact_timestamp_seconds{S owner_type="Workload"}) > on (namespace, workload) "#,
+    last_deployed_at!(),
+    ") and on (namespace, workload) (time() - ",
+    last_deployed_at!(),
+    " > 7 * 86400)"
+);
+
 /// Keeps the series of the workload chosen in a dashboard: cheaper than a selector on every
 /// stage.
 pub const ONLY_CHOSEN_WORKLOAD: &str =
     r#"and on (workload) label_replace(vector(1), "workload", "$workload", "", "")"#;
 
 /// The fragment with the matchers of `scope` (a monitor's `namespace/name`, or none), each
-/// selector counting once however many replicas of tapmon Prometheus scrapes.
+/// selector counting once however many replicas of tapmon Prometheus scrapes. `{R}` marks a
+/// series a rule recorded: scoped, and not deduplicated (it has no replica labels, and a
+/// range or offset may follow it).
 pub fn scoped(fragment: &str, scope: Option<&str>) -> String {
     let matchers = crate::selector::scope_matcher(scope);
     let once = crate::selector::deduplicate(fragment);
-    crate::selector::fill(
+    let filled = crate::selector::fill(
         &crate::selector::fill(&once, "C", &matchers),
         "S",
         &matchers,
-    )
+    );
+    crate::selector::fill(&filled, "R", &matchers)
 }
 
 /// `count(<fragment>) or vector(0)`: how many series match, 0 when none do.

@@ -22,6 +22,10 @@ pub const STAGE_RECORD: &str = "tap:workload_stage:status";
 pub struct RuleGroup {
     /// Group name.
     pub name: String,
+    /// How often the group is evaluated, when a rule depends on it; else Prometheus' global
+    /// evaluation interval.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
     /// The rules, evaluated in order.
     pub rules: Vec<Rule>,
 }
@@ -115,9 +119,7 @@ const STAGES: [Stage; 9] = [
     Stage {
         name: "workload",
         group: TapGroup::Cartographer,
-        expr: Expr::Plain(
-            r#"max by (namespace, workload) (label_replace(cartographer_workload_status{S type="Ready"}, "workload", "$1", "name", "(.*)"))"#,
-        ),
+        expr: Expr::Plain(promql::WORKLOAD_READY_BY_WORKLOAD),
     },
     Stage {
         name: "delivery",
@@ -165,7 +167,8 @@ pub fn stages(groups: &[TapGroup]) -> Vec<&'static str> {
 
 struct AlertDef {
     name: &'static str,
-    group: TapGroup,
+    /// Every group whose series the expression reads.
+    groups: &'static [TapGroup],
     severity: &'static str,
     for_: &'static str,
     expr: Expr,
@@ -173,10 +176,10 @@ struct AlertDef {
     description: &'static str,
 }
 
-const ALERTS: [AlertDef; 10] = [
+const ALERTS: [AlertDef; 12] = [
     AlertDef {
         name: "TapWorkloadNotReady",
-        group: TapGroup::Cartographer,
+        groups: &[TapGroup::Cartographer],
         severity: "warning",
         for_: "15m",
         expr: Expr::Plain(promql::WORKLOAD_NOT_READY),
@@ -185,7 +188,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapSupplyChainMissing",
-        group: TapGroup::Cartographer,
+        groups: &[TapGroup::Cartographer],
         severity: "warning",
         for_: "5m",
         expr: Expr::Plain(promql::WORKLOAD_WITHOUT_SUPPLY_CHAIN),
@@ -194,7 +197,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapBuildFailing",
-        group: TapGroup::Kpack,
+        groups: &[TapGroup::Kpack],
         severity: "warning",
         for_: "15m",
         expr: Expr::Plain(r#"kpack_image_status{S type="Ready", status="False"}"#),
@@ -203,7 +206,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapTestsFailing",
-        group: TapGroup::Tekton,
+        groups: &[TapGroup::Tekton],
         severity: "warning",
         for_: "15m",
         expr: Expr::Around("", promql::TESTS_BY_WORKLOAD, " == 0"),
@@ -212,18 +215,34 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapScanCriticalCVEs",
-        group: TapGroup::Scanning,
+        groups: &[TapGroup::Scanning],
         severity: "critical",
         for_: "0m",
-        expr: Expr::Plain(
-            r#"{S __name__=~"scst_(image|source)_scan_info", critical_cve_count!~"0|"}"#,
-        ),
-        summary: "{{ $labels.namespace }}/{{ $labels.name }} has {{ $labels.critical_cve_count }} critical CVEs",
+        expr: Expr::Around("", promql::CRITICAL_CVES, " > 0"),
+        summary: "{{ $labels.namespace }}/{{ $labels.name }} has {{ $value }} critical CVEs",
         description: "A supply chain scan of workload {{ $labels.workload }} found critical vulnerabilities.",
     },
     AlertDef {
+        name: "TapBuildSlowerThanUsual",
+        groups: &[TapGroup::Kpack],
+        severity: "info",
+        for_: "0m",
+        expr: Expr::Plain(promql::BUILD_SLOWER_THAN_USUAL),
+        summary: "The newest build of image {{ $labels.namespace }}/{{ $labels.owner }} took {{ $value | humanizeDuration }}",
+        description: "Build {{ $labels.name }} of workload {{ $labels.workload }} was slower than 90% of the image's earlier successful builds that kpack keeps.",
+    },
+    AlertDef {
+        name: "TapWorkloadNotDeployed",
+        groups: &[TapGroup::Flux, TapGroup::Knative],
+        severity: "warning",
+        for_: "1h",
+        expr: Expr::Plain(promql::SOURCE_MOVED_NOT_DEPLOYED),
+        summary: "Workload {{ $labels.namespace }}/{{ $labels.workload }} has not been deployed for 7 days though its source moved",
+        description: "Its source has a new revision, but no Knative revision of it has become Ready since, and the last one did more than 7 days ago.",
+    },
+    AlertDef {
         name: "TapSourceFetchFailing",
-        group: TapGroup::Flux,
+        groups: &[TapGroup::Flux],
         severity: "warning",
         for_: "15m",
         expr: Expr::Plain(r#"flux_git_repository_status{S type="Ready", status="False"}"#),
@@ -232,7 +251,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapPackageInstallFailing",
-        group: TapGroup::Carvel,
+        groups: &[TapGroup::Carvel],
         severity: "critical",
         for_: "15m",
         expr: Expr::Plain(promql::PACKAGE_INSTALL_FAILING),
@@ -241,7 +260,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapKnativeLatestRevisionNotReady",
-        group: TapGroup::Knative,
+        groups: &[TapGroup::Knative],
         severity: "warning",
         for_: "15m",
         expr: Expr::Plain(promql::LATEST_REVISION_NOT_READY),
@@ -250,7 +269,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapDeliverableFailing",
-        group: TapGroup::Cartographer,
+        groups: &[TapGroup::Cartographer],
         severity: "warning",
         for_: "15m",
         expr: Expr::Plain(promql::DELIVERABLE_NOT_READY),
@@ -259,7 +278,7 @@ const ALERTS: [AlertDef; 10] = [
     },
     AlertDef {
         name: "TapClaimNotReady",
-        group: TapGroup::ServicesToolkit,
+        groups: &[TapGroup::ServicesToolkit],
         severity: "warning",
         for_: "15m",
         expr: Expr::Plain(promql::CLAIM_NOT_READY),
@@ -287,7 +306,7 @@ pub fn rule_groups(groups: &[TapGroup], scope: Option<&str>) -> Vec<RuleGroup> {
         .collect();
     let alerts: Vec<Rule> = ALERTS
         .iter()
-        .filter(|a| groups.contains(&a.group))
+        .filter(|a| a.groups.iter().all(|g| groups.contains(g)))
         .map(|a| Rule::Alert {
             alert: a.name.into(),
             expr: scoped(&a.expr.template(), scope),
@@ -303,14 +322,23 @@ pub fn rule_groups(groups: &[TapGroup], scope: Option<&str>) -> Vec<RuleGroup> {
             ]),
         })
         .collect();
-    [("tap.workload-stages", records), ("tap.alerts", alerts)]
-        .into_iter()
-        .filter(|(_, rules)| !rules.is_empty())
-        .map(|(name, rules)| RuleGroup {
-            name: name.into(),
-            rules,
-        })
-        .collect()
+    [
+        ("tap.workload-stages", None, records),
+        (
+            "tap.dora",
+            Some(crate::dora::INTERVAL),
+            crate::dora::records(groups, scope),
+        ),
+        ("tap.alerts", None, alerts),
+    ]
+    .into_iter()
+    .filter(|(_, _, rules)| !rules.is_empty())
+    .map(|(name, interval, rules)| RuleGroup {
+        name: name.into(),
+        interval: interval.map(str::to_owned),
+        rules,
+    })
+    .collect()
 }
 
 #[cfg(test)]
@@ -349,7 +377,10 @@ mod tests {
                 Rule::Alert { alert, .. } => alert.clone(),
             })
             .collect();
-        assert_eq!(names, ["build", "TapBuildFailing"]);
+        assert_eq!(
+            names,
+            ["build", "TapBuildFailing", "TapBuildSlowerThanUsual"]
+        );
         assert!(rule_groups(&[], None).is_empty());
         assert_eq!(stages(&TapGroup::ALL).len(), 9);
     }

@@ -249,7 +249,9 @@ pub fn docs(out: &mut impl Write) -> anyhow::Result<()> {
          Every series also has `customresource_group`, `customresource_version` and `customresource_kind`.\n\
          Labels of an `Info` family's elements and of a condition are read relative to the element.\n\
          A type marked *tapmon extension* uses config kube-state-metrics does not have (README,\n\
-         \"tapmon extensions\"); `tapmon presets` leaves those families out of its export."
+         \"tapmon extensions\"); `tapmon presets` leaves those families out of its export.\n\
+         Counters and histograms are summed over objects: they have only their own labels, not\n\
+         the resource's."
     )?;
     for group in TapGroup::ALL {
         writeln!(out, "\n## {group}")?;
@@ -295,6 +297,10 @@ pub fn docs(out: &mut impl Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// No labels of the metric's body (a live metric has only the metric's own).
+static EMPTY: tapmon_crs::model::OrderedMap<tapmon_crs::model::PathSpec> =
+    tapmon_crs::model::OrderedMap(Vec::new());
+
 /// A metric's type, how its series are made (ending in `; ` when said) and its own labels.
 fn describe_metric(
     each: &tapmon_crs::model::Metric,
@@ -310,6 +316,27 @@ fn describe_metric(
             format!("one series per element of `{path}`; ")
         }
     };
+    let live = |state: &tapmon_crs::model::PathSpec, to: &[String]| {
+        let to = if to.is_empty() {
+            "any value".to_owned()
+        } else {
+            to.join(" or ")
+        };
+        format!("summed over objects, live: when `{state}` changes to {to}")
+    };
+    if let Some(c) = &each.counter {
+        return Some(("Counter", format!("{}; ", live(&c.state, &c.to)), &EMPTY));
+    }
+    if let Some(h) = &each.histogram {
+        let per = format!(
+            "{}, seconds from `{}` to `{}` into buckets {:?}; ",
+            live(&h.state, &h.to),
+            h.start,
+            h.end,
+            h.buckets
+        );
+        return Some(("Histogram", per, &EMPTY));
+    }
     Some(
         match (&each.gauge, &each.info, &each.state_set, &each.duration) {
             (Some(g), ..) => {

@@ -125,6 +125,8 @@ enum DashboardKind {
     Overview,
     /// One workload's supply chain, stage by stage.
     SupplyChain,
+    /// DORA metrics: the four keys, per workload, and the durations behind them.
+    Dora,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,6 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 DashboardKind::SupplyChain => {
                     tapmon_publish::dashboards::supply_chain(&groups, monitor.as_deref())
+                }
+                DashboardKind::Dora => {
+                    tapmon_publish::dashboards::dora(&groups, monitor.as_deref())
                 }
             };
             serde_json::to_writer_pretty(&mut out, &board.json)?;

@@ -87,6 +87,9 @@ pub enum ConfigErrorKind {
     /// A StateSet without states or with a state twice.
     #[error("{0}")]
     StateList(String),
+    /// A Counter or Histogram that cannot be kept as written.
+    #[error("{0}")]
+    Live(String),
     /// The group is required (an empty or `*` group cannot be resolved).
     #[error("group is required")]
     MissingGroup,

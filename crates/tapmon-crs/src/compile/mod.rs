@@ -5,6 +5,7 @@
 
 mod error;
 mod parts;
+mod transition;
 
 use std::sync::Arc;
 
@@ -13,6 +14,8 @@ use tapmon_selector::Path;
 
 pub use error::{ConfigError, ConfigErrorKind, Location, Placed};
 use parts::{compile_body, compile_common, compile_labels};
+use transition::compile_live;
+pub use transition::{CompiledLive, LiveKind};
 
 use crate::labels::LabelSpec;
 use crate::model::{GroupVersionKind, MetricKind, Resource, Spec};
@@ -70,6 +73,8 @@ pub struct CompiledResource {
     pub(crate) common: Vec<LabelSpec>,
     pub(crate) from_path: Vec<LabelSpec>,
     pub(crate) metrics: Vec<CompiledMetric>,
+    /// Counters and histograms, followed live and summed over objects.
+    pub(crate) live: Vec<CompiledLive>,
 }
 
 impl CompiledResource {
@@ -89,6 +94,11 @@ impl CompiledResource {
     /// Full names of the metrics this resource produces.
     pub fn metric_names(&self) -> impl Iterator<Item = &str> {
         self.metrics.iter().map(|m| &*m.name)
+    }
+
+    /// The counters and histograms this resource feeds.
+    pub fn live(&self) -> &[CompiledLive] {
+        &self.live
     }
 }
 
@@ -134,9 +144,23 @@ impl Compiled {
                 })
             });
             let mut metrics = Vec::new();
+            let mut live = Vec::new();
             let mut desc_indexes = Vec::new();
             for (m, generator) in resource.metrics.iter().enumerate() {
                 let name = full_name(resource, &generator.name);
+                if matches!(
+                    generator.each.kind,
+                    MetricKind::Counter | MetricKind::Histogram
+                ) {
+                    let compiled = compile_live(generator, &name, &mut |kind, field| {
+                        errors.push(ConfigError {
+                            location: at(Some(&name), &format!("metrics[{m}].{field}")),
+                            kind,
+                        })
+                    });
+                    live.extend(compiled);
+                    continue;
+                }
                 let mut failed = false;
                 let mut report = |kind: ConfigErrorKind, field: String| {
                     failed = true;
@@ -176,6 +200,8 @@ impl Compiled {
                         MetricKind::Gauge | MetricKind::Duration => MetricType::Gauge,
                         MetricKind::Info => MetricType::Info,
                         MetricKind::StateSet => MetricType::StateSet,
+                        // Compiled apart above.
+                        MetricKind::Counter | MetricKind::Histogram => continue,
                     },
                     state_label,
                 });
@@ -193,12 +219,14 @@ impl Compiled {
                     common,
                     from_path,
                     metrics,
+                    live,
                 },
                 desc_indexes,
             ));
         }
 
         let (families, ids) = merge_families(&descs, &pending, &mut errors);
+        drop_clashing_live(&families, &mut pending, &mut errors);
         let resources = pending
             .into_iter()
             .map(|(mut resource, indexes)| {
@@ -296,6 +324,46 @@ fn merge_families(
         .map(|d| d.and_then(|_| kept_ids.next()))
         .collect();
     (set, ids)
+}
+
+/// Drops each live metric whose series would carry the name of another family's, or that
+/// shares its name with a live metric of another type or other buckets; reports it.
+fn drop_clashing_live(
+    families: &FamilySet,
+    pending: &mut [(CompiledResource, Vec<usize>)],
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut kept: Vec<CompiledLive> = Vec::new();
+    for (index, (resource, _)) in pending.iter_mut().enumerate() {
+        let gvk = resource.gvk.to_string();
+        resource.live.retain(|live| {
+            let taken = live
+                .series_names()
+                .into_iter()
+                .find(|n| families.iter().any(|(_, d)| d.name == *n));
+            let other = kept
+                .iter()
+                .find(|k| k.name == live.name && !k.same_family(live));
+            let why = match (taken, other) {
+                (Some(name), _) => format!("the name {name} is another family's"),
+                (None, Some(_)) => "declared elsewhere with another type or buckets".to_owned(),
+                (None, None) => {
+                    kept.push(live.clone());
+                    return true;
+                }
+            };
+            errors.push(ConfigError {
+                location: Location {
+                    resource: index,
+                    gvk: gvk.clone(),
+                    metric: Some(live.name.to_string()),
+                    field: "each.type".into(),
+                },
+                kind: ConfigErrorKind::Family(why),
+            });
+            false
+        });
+    }
 }
 
 /// The full name of metric `name` of `resource`: its prefix, `_`, the name.

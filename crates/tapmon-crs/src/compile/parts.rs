@@ -169,6 +169,11 @@ pub(super) fn compile_body(
                 None,
             ))
         }
+        // Live metrics are compiled apart (`transition::compile_live`), never per object.
+        MetricKind::Counter | MetricKind::Histogram => Err((
+            ConfigErrorKind::Live("not a per-object metric".into()),
+            String::new(),
+        )),
         MetricKind::Info => {
             let i = each
                 .info

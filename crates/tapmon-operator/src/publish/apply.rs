@@ -18,8 +18,7 @@ use super::{
 };
 use crate::object::MonitorObject;
 
-/// The dashboards every monitor publishes, by slug.
-const DASHBOARD_SLUGS: [&str; 2] = ["overview", "supply-chain"];
+use tapmon_publish::dashboards::SLUGS as DASHBOARD_SLUGS;
 
 /// Publishes every kind for `m`, in [`PublishKind::ALL`] order; `installed` says whether a
 /// kind's CRD is served.

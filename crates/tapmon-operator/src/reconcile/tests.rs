@@ -184,7 +184,7 @@ async fn a_valid_monitor_is_discovered_published_announced_then_its_status_writt
     )
     .await;
     assert_eq!(rule["metadata"]["ownerReferences"][0]["uid"], "u-1");
-    for slug in ["overview", "supply-chain"] {
+    for slug in tapmon_publish::dashboards::SLUGS {
         expect_absent(
             &mut handle,
             &format!("/api/v1/namespaces/ns/configmaps/m-{slug}"),
@@ -369,7 +369,7 @@ async fn an_object_of_the_same_name_owned_by_another_is_a_conflict_never_written
         "/apis/monitoring.coreos.com/v1/namespaces/ns/prometheusrules/m",
     )
     .await;
-    for slug in ["overview", "supply-chain"] {
+    for slug in tapmon_publish::dashboards::SLUGS {
         expect_absent(
             &mut handle,
             &format!("/api/v1/namespaces/ns/configmaps/m-{slug}"),

@@ -12,6 +12,7 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use serde_json::Value;
 use tapmon_crs::EvalErrors;
+use tapmon_crs::live::Seen;
 use tracing::{debug, info, warn};
 
 use super::{InitialList, Registry, Watch, WatchState};
@@ -64,7 +65,11 @@ impl Registry {
                 Ok(Event::InitApply(obj)) => {
                     events("init_apply").inc();
                     let (namespace, name) = identity(&obj);
-                    self.fan_out(&watch, &resource.api_version, obj, &namespace, &name);
+                    let id = ObjectId {
+                        namespace: &namespace,
+                        name: &name,
+                    };
+                    self.fan_out(&watch, &resource.api_version, obj, id, Seen::Listed);
                     listed.insert((namespace, name));
                 }
                 Ok(Event::InitDone) => {
@@ -82,7 +87,11 @@ impl Registry {
                 Ok(Event::Apply(obj)) => {
                     events("apply").inc();
                     let (namespace, name) = identity(&obj);
-                    self.fan_out(&watch, &resource.api_version, obj, &namespace, &name);
+                    let id = ObjectId {
+                        namespace: &namespace,
+                        name: &name,
+                    };
+                    self.fan_out(&watch, &resource.api_version, obj, id, Seen::Changed);
                 }
                 Ok(Event::Delete(obj)) => {
                     events("delete").inc();
@@ -119,12 +128,12 @@ impl Registry {
         watch: &Watch,
         api_version: &str,
         obj: DynamicObject,
-        namespace: &str,
-        name: &str,
+        id: ObjectId<'_>,
+        seen: Seen,
     ) {
+        let namespace = id.namespace;
         let kind = watch.key.kind.object_kind();
         let object = to_value(obj, api_version, kind.kind);
-        let id = ObjectId { namespace, name };
         let mut namespace_labels = None;
         let mut errors = EvalErrors::default();
         for monitor in watch.subscribers() {
@@ -140,7 +149,7 @@ impl Registry {
                 continue;
             }
             errors.clear();
-            let evaluated = monitor.evaluate(&watch.key, kind, &object, id, &mut errors);
+            let evaluated = monitor.evaluate(&watch.key, kind, &object, id, seen, &mut errors);
             let labels = [kind.group, kind.kind];
             if evaluated.truncated > 0 {
                 self.telemetry

@@ -100,16 +100,15 @@ impl Layout {
     }
 
     /// `{S ...}` in a query becomes the scope and namespace matchers; `{C ...}` (cluster-scoped
-    /// kinds, which have no namespace) only the scope.
+    /// kinds, which have no namespace) only the scope; `{R ...}` (a series a rule recorded,
+    /// served once, not by replicas) the scope and namespace without deduplicating.
     fn q(&self, expr: &str) -> String {
         // Each series counts once however many replicas of tapmon Prometheus scrapes.
         let once = crate::selector::deduplicate(expr);
         let scoped = crate::selector::fill(&once, "C", &self.scope);
-        crate::selector::fill(
-            &scoped,
-            "S",
-            &format!("{}namespace=~\"$namespace\", ", self.scope),
-        )
+        let namespaced = format!("{}namespace=~\"$namespace\", ", self.scope);
+        let filled = crate::selector::fill(&scoped, "S", &namespaced);
+        crate::selector::fill(&filled, "R", &namespaced)
     }
 
     pub(super) fn next_line(&mut self) {

@@ -1,5 +1,6 @@
 //! Grafana dashboards, generated for the TAP groups a monitor enables: the TAP overview (the
-//! ten sections users of the proof of concept know) and the per-workload supply chain.
+//! ten sections users of the proof of concept know), the per-workload supply chain, and DORA
+//! metrics.
 //!
 //! Every query uses the `datasource` variable; selectors carry the monitor's scope
 //! (`tap_monitor="ns/name"`) and the `namespace` variable; the supply chain adds `workload`.
@@ -9,19 +10,24 @@ use tapmon_presets::TapGroup;
 
 use crate::promql;
 
+mod dora;
 mod layout;
 mod overview;
 mod supply_chain;
 
 use layout::DS;
 
+pub use dora::dora;
 pub use overview::overview;
 pub use supply_chain::supply_chain;
+
+/// The slug of every dashboard a monitor publishes, in [`dashboards`] order.
+pub const SLUGS: [&str; 3] = ["overview", "supply-chain", "dora"];
 
 /// A generated dashboard.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dashboard {
-    /// Short name: `overview` or `supply-chain`.
+    /// Short name: one of [`SLUGS`].
     pub slug: &'static str,
     /// Stable uid (at most 40 characters, Grafana's limit).
     pub uid: String,
@@ -145,9 +151,13 @@ impl Query {
     }
 }
 
-/// Both dashboards.
+/// Every dashboard, in [`SLUGS`] order.
 pub fn dashboards(groups: &[TapGroup], scope: Option<&str>) -> Vec<Dashboard> {
-    vec![overview(groups, scope), supply_chain(groups, scope)]
+    vec![
+        overview(groups, scope),
+        supply_chain(groups, scope),
+        dora(groups, scope),
+    ]
 }
 
 /// Every query of a dashboard with its variables given values, as Prometheus would run it.
@@ -209,7 +219,7 @@ mod tests {
                 }
                 assert!(expr.contains("tap_monitor=\"ns/m\""), "{title}: {expr}");
                 assert!(
-                    !expr.contains("{S") && !expr.contains("{C"),
+                    !expr.contains("{S") && !expr.contains("{C") && !expr.contains("{R"),
                     "{title}: {expr}"
                 );
             }
@@ -234,6 +244,39 @@ mod tests {
             .skip(1)
             .filter_map(|p| p["title"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    #[test]
+    fn dashboards_come_in_slug_order() {
+        let slugs: Vec<&str> = dashboards(&TapGroup::ALL, None)
+            .iter()
+            .map(|d| d.slug)
+            .collect();
+        assert_eq!(slugs, SLUGS);
+    }
+
+    #[test]
+    fn dora_panels_only_for_groups_that_feed_them() {
+        let titles = |groups: &[TapGroup]| -> Vec<String> {
+            dora(groups, None).json["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["type"] != "row")
+                .filter_map(|p| p["title"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(titles(&TapGroup::ALL).len(), 12);
+        let knative = titles(&[TapGroup::Knative]);
+        assert!(
+            knative.contains(&"Change failure rate".to_owned()),
+            "{knative:?}"
+        );
+        assert!(
+            !knative.iter().any(|t| t.starts_with("Lead time")),
+            "{knative:?}"
+        );
+        assert!(titles(&[]).is_empty());
     }
 
     #[test]

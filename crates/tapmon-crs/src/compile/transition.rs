@@ -1,0 +1,179 @@
+//! Compiling the live metrics, Counter and Histogram: what state to follow, which changes
+//! count, and the labels they are summed by.
+
+use std::sync::Arc;
+
+use tapmon_selector::Path;
+
+use super::ConfigErrorKind;
+use super::parts::{Report, compile_common, compile_labels, compile_path};
+use crate::labels::LabelSpec;
+use crate::model::{Generator, MetricKind};
+
+/// What a live metric records at a counted change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveKind {
+    /// One more.
+    Counter,
+    /// The seconds from `start` to `end`, into `buckets` (upper bounds, increasing).
+    Histogram {
+        /// The start timestamp, relative to the object.
+        start: Path,
+        /// The end timestamp, relative to the object.
+        end: Path,
+        /// Upper bounds, without `+Inf`.
+        buckets: Vec<f64>,
+    },
+}
+
+/// A Counter or Histogram, ready to follow objects.
+#[derive(Debug, Clone)]
+pub struct CompiledLive {
+    pub(crate) name: Arc<str>,
+    pub(crate) help: Arc<str>,
+    pub(crate) kind: LiveKind,
+    pub(crate) state: Path,
+    pub(crate) to: Vec<Box<str>>,
+    /// The metric's own labels, relative to the object.
+    pub(crate) labels: Vec<LabelSpec>,
+}
+
+impl CompiledLive {
+    /// The family's full name (a counter's ends in `_total`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this family and `other` can share a name: same type and buckets.
+    pub(crate) fn same_family(&self, other: &CompiledLive) -> bool {
+        match (&self.kind, &other.kind) {
+            (LiveKind::Counter, LiveKind::Counter) => true,
+            (LiveKind::Histogram { buckets: a, .. }, LiveKind::Histogram { buckets: b, .. }) => {
+                a == b
+            }
+            _ => false,
+        }
+    }
+
+    /// The names the family and its series take in either format, to tell clashes with other
+    /// families (OpenMetrics names a counter's family without `_total`).
+    pub(crate) fn series_names(&self) -> Vec<String> {
+        match &self.kind {
+            LiveKind::Counter => {
+                let base = self.name.strip_suffix("_total").unwrap_or(&self.name);
+                vec![
+                    self.name.to_string(),
+                    base.to_owned(),
+                    format!("{base}_created"),
+                ]
+            }
+            LiveKind::Histogram { .. } => ["_bucket", "_sum", "_count", "_created", ""]
+                .iter()
+                .map(|s| format!("{}{s}", self.name))
+                .collect(),
+        }
+    }
+}
+
+/// Suffixes a histogram's own name may not end with: its series would be read as another's.
+const RESERVED: [&str; 5] = ["_total", "_bucket", "_sum", "_count", "_created"];
+
+/// Compiles the Counter or Histogram `generator`, named `name` in full.
+pub(super) fn compile_live(
+    generator: &Generator,
+    name: &str,
+    report: Report<'_>,
+) -> Option<CompiledLive> {
+    fn fail<T>(report: Report<'_>, kind: ConfigErrorKind, field: &str) -> Option<T> {
+        report(kind, field.to_owned());
+        None
+    }
+    fn path(report: Report<'_>, spec: &crate::model::PathSpec, field: &str) -> Option<Path> {
+        match compile_path(spec) {
+            Ok(p) => Some(p),
+            Err(e) => fail(report, e.into(), field),
+        }
+    }
+    let each = &generator.each;
+    let (state, to, kind) = match each.kind {
+        MetricKind::Counter => {
+            let Some(c) = &each.counter else {
+                return fail(
+                    report,
+                    ConfigErrorKind::MissingSection("Counter"),
+                    "each.counter",
+                );
+            };
+            if !name.ends_with("_total") {
+                return fail(
+                    report,
+                    ConfigErrorKind::Live(format!("a counter's name ends in _total: {name:?}")),
+                    "name",
+                );
+            }
+            (
+                path(report, &c.state, "each.counter.state")?,
+                &c.to,
+                LiveKind::Counter,
+            )
+        }
+        MetricKind::Histogram => {
+            let Some(h) = &each.histogram else {
+                return fail(
+                    report,
+                    ConfigErrorKind::MissingSection("Histogram"),
+                    "each.histogram",
+                );
+            };
+            if let Some(suffix) = RESERVED.iter().find(|s| name.ends_with(*s)) {
+                return fail(
+                    report,
+                    ConfigErrorKind::Live(format!(
+                        "a histogram's name cannot end in {suffix}: {name:?}"
+                    )),
+                    "name",
+                );
+            }
+            let increasing = h.buckets.windows(2).all(|w| w[0] < w[1]);
+            if h.buckets.is_empty() || !increasing || h.buckets.iter().any(|b| !b.is_finite()) {
+                return fail(
+                    report,
+                    ConfigErrorKind::Live(
+                        "buckets are one or more finite upper bounds, increasing".into(),
+                    ),
+                    "each.histogram.buckets",
+                );
+            }
+            (
+                path(report, &h.state, "each.histogram.state")?,
+                &h.to,
+                LiveKind::Histogram {
+                    start: path(report, &h.start, "each.histogram.start")?,
+                    end: path(report, &h.end, "each.histogram.end")?,
+                    buckets: h.buckets.clone(),
+                },
+            )
+        }
+        _ => return None,
+    };
+    let mut failed = false;
+    let mut labels = compile_common(&generator.common_labels, &mut |k, f| {
+        failed = true;
+        report(k, format!("commonLabels{f}"));
+    });
+    labels.extend(compile_labels(&generator.labels_from_path, &mut |k, f| {
+        failed = true;
+        report(k, format!("labelsFromPath{f}"));
+    }));
+    if failed {
+        return None;
+    }
+    Some(CompiledLive {
+        name: name.into(),
+        help: generator.help.as_str().into(),
+        kind,
+        state,
+        to: to.iter().map(|s| s.as_str().into()).collect(),
+        labels,
+    })
+}
