@@ -191,8 +191,8 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
     // Both complete: tapmon once ready (every watch has finished its initial list);
     // kube-state-metrics, which has no readiness for custom resources and looks for CRDs every
     // 3 s, once its output has held still. Both must show every family.
-    // The 42 catalogue families and 3 timestamps; tapmon also the 6 its extensions add.
-    let ours = settled("tapmon", Duration::from_secs(3), 51, || async {
+    // The 42 catalogue families and 4 timestamps; tapmon also the 6 its extensions add.
+    let ours = settled("tapmon", Duration::from_secs(3), 52, || async {
         let ready = get(operator.metrics, "/readyz").await.ok()?.0 == 200;
         if !ready {
             return None;
@@ -200,7 +200,7 @@ async fn tapmon_and_kube_state_metrics_agree_except_where_intended() {
         operator.scrape_cluster("tap").await
     })
     .await;
-    let theirs = settled("kube-state-metrics", Duration::from_secs(5), 45, || {
+    let theirs = settled("kube-state-metrics", Duration::from_secs(5), 46, || {
         ksm.scrape()
     })
     .await;

@@ -1,5 +1,10 @@
-//! Counters and histograms of changes tapmon sees happen: the only metrics that depend on
-//! history rather than on the object as it is now.
+//! Metrics kept across objects: counters and histograms of changes tapmon sees happen (the
+//! only metrics that depend on history rather than on the objects as they are now), and
+//! aggregates (a count or sum per label set, exact at every moment).
+//!
+//! Aggregates: each object contributes 1 (count) or its value (sum) to the series of its
+//! labels; a change moves its contribution, a delete withdraws it. They hold no history, so a
+//! restart rebuilds them exactly from the list.
 //!
 //! Each Counter or Histogram follows one state of each object (a condition's status, the name
 //! of the latest ready revision). When the state an object had changes to one of the listed
@@ -22,7 +27,7 @@ use serde_json::Value;
 use tapmon_exposition::{
     Format, write_escaped_help, write_escaped_label_value, write_sample_value,
 };
-use tapmon_selector::value::{label_value, to_timestamp};
+use tapmon_selector::value::{label_value, to_f64, to_timestamp};
 
 use crate::Compiled;
 use crate::compile::{CompiledLive, LiveKind};
@@ -58,13 +63,29 @@ struct Series {
     buckets: Vec<u64>,
 }
 
+/// What a family is.
+#[derive(Debug, Clone, PartialEq)]
+enum FamilyKind {
+    Counter,
+    Histogram(Vec<f64>),
+    /// An aggregate: `sum` is the value, `count` the objects contributing.
+    Gauge,
+}
+
 /// A family's series by label set.
 #[derive(Debug, Clone)]
 struct Family {
     help: Arc<str>,
-    /// `None` for a counter, the bounds for a histogram.
-    bounds: Option<Vec<f64>>,
+    kind: FamilyKind,
     series: BTreeMap<Vec<(String, String)>, Series>,
+}
+
+/// What one object adds to an aggregate: to which family and labels, how much.
+#[derive(Debug, Clone)]
+struct Contribution {
+    family: Arc<str>,
+    labels: Vec<(String, String)>,
+    value: f64,
 }
 
 /// The live metrics of one compiled config: the state last seen of each followed object, and
@@ -73,6 +94,7 @@ struct Family {
 pub struct Live {
     started: f64,
     last: HashMap<Followed, Box<str>>,
+    contributions: HashMap<Followed, Contribution>,
     families: BTreeMap<Arc<str>, Family>,
 }
 
@@ -82,6 +104,7 @@ impl Live {
         Self {
             started,
             last: HashMap::new(),
+            contributions: HashMap::new(),
             families: BTreeMap::new(),
         }
     }
@@ -103,15 +126,19 @@ impl Live {
             return;
         };
         for (m, live) in r.live().iter().enumerate() {
-            let state = match live.state.get(object) {
-                None | Some(Value::Null) => Cow::Borrowed(""),
-                found => label_value(found),
-            };
             let key = Followed {
                 resource,
                 metric: m as u32,
                 namespace: namespace.into(),
                 name: name.into(),
+            };
+            if matches!(live.kind, LiveKind::Count | LiveKind::Sum { .. }) {
+                self.contribute(key, live, object, errors);
+                continue;
+            }
+            let state = match live.state.get(object) {
+                None | Some(Value::Null) => Cow::Borrowed(""),
+                found => label_value(found),
             };
             let before = self.last.insert(key, state.as_ref().into());
             let changed = match before {
@@ -127,17 +154,100 @@ impl Live {
         }
     }
 
-    /// Forgets a deleted object: deleting counts nothing.
+    /// Forgets a deleted object: deleting counts nothing; its part of aggregates goes.
     pub fn forget(&mut self, resource: u32, namespace: &str, name: &str) {
-        self.last.retain(|k, _| {
-            !(k.resource == resource && &*k.namespace == namespace && &*k.name == name)
-        });
+        self.retain(resource, |ns, n| !(ns == namespace && n == name));
     }
 
     /// Forgets the objects of `resource` that `keep` refuses (gone from a relist).
     pub fn retain(&mut self, resource: u32, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.last
-            .retain(|k, _| k.resource != resource || keep(&k.namespace, &k.name));
+        let mut gone = |k: &Followed| k.resource == resource && !keep(&k.namespace, &k.name);
+        self.last.retain(|k, _| !gone(k));
+        let withdrawn: Vec<Followed> = self
+            .contributions
+            .keys()
+            .filter(|k| gone(k))
+            .cloned()
+            .collect();
+        for key in withdrawn {
+            if let Some(old) = self.contributions.remove(&key) {
+                self.withdraw(&old);
+            }
+        }
+    }
+
+    /// Moves an object's contribution to an aggregate to what it is now.
+    fn contribute(
+        &mut self,
+        key: Followed,
+        live: &CompiledLive,
+        object: &Value,
+        errors: &mut EvalErrors,
+    ) {
+        let value = match &live.kind {
+            LiveKind::Sum { value } => match value.get(object) {
+                // Nothing to add: no part in the sum, as a gauge has no series.
+                None | Some(Value::Null) => None,
+                found => match to_f64(found, false) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        errors.push_named(&live.name, value.to_string(), e.into());
+                        None
+                    }
+                },
+            },
+            _ => Some(1.0),
+        };
+        if let Some(old) = self.contributions.remove(&key) {
+            self.withdraw(&old);
+        }
+        let Some(value) = value else {
+            return;
+        };
+        let labels = labels_of(live, object);
+        let family = self
+            .families
+            .entry(Arc::clone(&live.name))
+            .or_insert_with(|| Family {
+                help: Arc::clone(&live.help),
+                kind: FamilyKind::Gauge,
+                series: BTreeMap::new(),
+            });
+        let series = family
+            .series
+            .entry(labels.clone())
+            .or_insert_with(|| Series {
+                created: 0.0,
+                count: 0,
+                sum: 0.0,
+                buckets: Vec::new(),
+            });
+        series.count += 1;
+        series.sum += value;
+        self.contributions.insert(
+            key,
+            Contribution {
+                family: Arc::clone(&live.name),
+                labels,
+                value,
+            },
+        );
+    }
+
+    fn withdraw(&mut self, old: &Contribution) {
+        let Some(family) = self.families.get_mut(&old.family) else {
+            return;
+        };
+        if let Some(series) = family.series.get_mut(&old.labels) {
+            series.count = series.count.saturating_sub(1);
+            series.sum -= old.value;
+            if series.count == 0 {
+                family.series.remove(&old.labels);
+            }
+        }
+        if family.series.is_empty() {
+            self.families.remove(&old.family);
+        }
     }
 
     /// True when no series has been counted yet.
@@ -152,7 +262,7 @@ impl Live {
 
     fn record(&mut self, live: &CompiledLive, object: &Value, now: f64, errors: &mut EvalErrors) {
         let observed = match &live.kind {
-            LiveKind::Counter => None,
+            LiveKind::Counter | LiveKind::Count | LiveKind::Sum { .. } => None,
             LiveKind::Histogram { start, end, .. } => {
                 let at = |p: &tapmon_selector::Path| {
                     to_timestamp(p.get(object)).map_err(|e| (p.to_string(), e.into()))
@@ -175,25 +285,23 @@ impl Live {
                 }
             }
         };
-        let mut set = LabelSet::with_capacity(live.labels.len());
-        set.apply(&live.labels, object);
-        let labels: Vec<(String, String)> = set
-            .iter()
-            .map(|(n, v)| (n.to_owned(), v.to_owned()))
-            .collect();
-        let bounds = match &live.kind {
-            LiveKind::Counter => None,
-            LiveKind::Histogram { buckets, .. } => Some(buckets.clone()),
+        let labels = labels_of(live, object);
+        let kind = match &live.kind {
+            LiveKind::Histogram { buckets, .. } => FamilyKind::Histogram(buckets.clone()),
+            _ => FamilyKind::Counter,
         };
         let family = self
             .families
             .entry(Arc::clone(&live.name))
             .or_insert_with(|| Family {
                 help: Arc::clone(&live.help),
-                bounds,
+                kind,
                 series: BTreeMap::new(),
             });
-        let width = family.bounds.as_ref().map_or(0, Vec::len);
+        let width = match &family.kind {
+            FamilyKind::Histogram(bounds) => bounds.len(),
+            _ => 0,
+        };
         let series = family.series.entry(labels).or_insert_with(|| Series {
             created: now,
             count: 0,
@@ -201,7 +309,7 @@ impl Live {
             buckets: vec![0; width],
         });
         series.count += 1;
-        if let (Some(seconds), Some(bounds)) = (observed, &family.bounds) {
+        if let (Some(seconds), FamilyKind::Histogram(bounds)) = (observed, &family.kind) {
             series.sum += seconds;
             if let Some(i) = bounds.iter().position(|b| seconds <= *b) {
                 series.buckets[i] += 1;
@@ -214,14 +322,14 @@ impl Live {
         let om = format == Format::OpenMetrics;
         for (name, family) in &self.families {
             // OpenMetrics names a counter's family without `_total`; text 0.0.4 with it.
-            let base = match (&family.bounds, om) {
-                (None, true) => name.strip_suffix("_total").unwrap_or(name),
+            let base = match (&family.kind, om) {
+                (FamilyKind::Counter, true) => name.strip_suffix("_total").unwrap_or(name),
                 _ => name,
             };
-            let kind = if family.bounds.is_some() {
-                "histogram"
-            } else {
-                "counter"
+            let kind = match family.kind {
+                FamilyKind::Counter => "counter",
+                FamilyKind::Histogram(_) => "histogram",
+                FamilyKind::Gauge => "gauge",
             };
             out.extend_from_slice(b"# HELP ");
             out.extend_from_slice(base.as_bytes());
@@ -231,10 +339,9 @@ impl Live {
             let counter_base = name.strip_suffix("_total").unwrap_or(name);
             for (labels, s) in &family.series {
                 let mut sample = |suffix: &str, extra: Option<(&str, f64)>, v: f64| {
-                    let stem = if family.bounds.is_none() {
-                        counter_base
-                    } else {
-                        name
+                    let stem = match family.kind {
+                        FamilyKind::Counter => counter_base,
+                        _ => name,
                     };
                     out.extend_from_slice(stem.as_bytes());
                     out.extend_from_slice(suffix.as_bytes());
@@ -243,9 +350,13 @@ impl Live {
                     write_sample_value(out, v);
                     out.push(b'\n');
                 };
-                match &family.bounds {
-                    None => sample("_total", None, s.count as f64),
-                    Some(bounds) => {
+                match &family.kind {
+                    FamilyKind::Gauge => {
+                        sample("", None, s.sum);
+                        continue;
+                    }
+                    FamilyKind::Counter => sample("_total", None, s.count as f64),
+                    FamilyKind::Histogram(bounds) => {
                         let mut cumulative = 0;
                         for (bound, n) in bounds.iter().zip(&s.buckets) {
                             cumulative += n;
@@ -262,6 +373,15 @@ impl Live {
             }
         }
     }
+}
+
+/// The metric's own labels, read from the object.
+fn labels_of(live: &CompiledLive, object: &Value) -> Vec<(String, String)> {
+    let mut set = LabelSet::with_capacity(live.labels.len());
+    set.apply(&live.labels, object);
+    set.iter()
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect()
 }
 
 fn write_labels(out: &mut Vec<u8>, labels: &[(String, String)], extra: Option<(&str, f64)>) {

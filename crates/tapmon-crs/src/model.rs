@@ -132,6 +132,9 @@ pub struct Metric {
     /// Settings of a Histogram (tapmon extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub histogram: Option<Histogram>,
+    /// Settings of an Aggregate (tapmon extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<Aggregate>,
 }
 
 impl Metric {
@@ -143,6 +146,7 @@ impl Metric {
             MetricKind::Duration => Some(Extension::Duration),
             MetricKind::Counter => Some(Extension::Counter),
             MetricKind::Histogram => Some(Extension::Histogram),
+            MetricKind::Aggregate => Some(Extension::Aggregate),
             MetricKind::Gauge
                 if self
                     .gauge
@@ -167,6 +171,8 @@ pub enum Extension {
     Counter,
     /// `type: Histogram`: durations observed at transitions, live.
     Histogram,
+    /// `type: Aggregate`: a count or sum over objects instead of a series per object.
+    Aggregate,
 }
 
 impl Extension {
@@ -177,6 +183,7 @@ impl Extension {
             Extension::IgnoreKeys => "gauge.ignoreKeys",
             Extension::Counter => "type: Counter",
             Extension::Histogram => "type: Histogram",
+            Extension::Aggregate => "type: Aggregate",
         }
     }
 }
@@ -199,6 +206,9 @@ pub enum MetricKind {
     /// tapmon extension: a duration of the object observed when its state changes to a listed
     /// one, as tapmon sees it happen, summed over objects with the same labels.
     Histogram,
+    /// tapmon extension: how many objects, or the sum of a value of them, per label set: one
+    /// series per set instead of one per object.
+    Aggregate,
 }
 
 /// A number read from the object; over a list or map, one series per element.
@@ -277,6 +287,31 @@ pub struct Histogram {
     pub end: PathSpec,
     /// Upper bounds of the buckets, in seconds, increasing (`+Inf` is added).
     pub buckets: Vec<f64>,
+}
+
+/// tapmon extension: over every object the resource reads, one gauge per set of the metric's
+/// own labels (`commonLabels`, `labelsFromPath`, relative to the object): how many objects have
+/// it, or the sum of `value` over them. For low cardinality: the per-object families can then
+/// be left out of the config.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Aggregate {
+    /// What to aggregate.
+    pub function: AggregateFunction,
+    /// With `sum`: the number to add up, relative to the object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<PathSpec>,
+}
+
+/// How an [`Aggregate`] combines objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AggregateFunction {
+    /// The number of objects.
+    #[default]
+    Count,
+    /// The sum of `value`.
+    Sum,
 }
 
 /// A state filter: the value at `path` must be one of `in`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store, StoreStats};
 
+use crate::live::{Live, Seen};
 use crate::{Compiled, EvalErrors, ObjectKind};
 
 /// What could not be evaluated in one object.
@@ -28,14 +29,23 @@ pub struct ObjectErrors {
 #[derive(Debug)]
 pub struct Offline {
     store: Store,
+    /// Aggregates over the objects; counters and histograms stay empty (a list counts nothing).
+    live: Live,
     errors: Vec<ObjectErrors>,
 }
 
 impl Offline {
-    /// The exposition, families by name and objects by namespace and name.
+    /// The exposition, families by name and objects by namespace and name, then the
+    /// aggregates.
     pub fn encode(&self, format: Format) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.store.encoded_len(format));
         self.store.encode(format, &mut out);
+        if !self.live.is_empty() {
+            let trailer = format.trailer();
+            out.truncate(out.len() - trailer.len());
+            self.live.encode(format, &mut out);
+            out.extend_from_slice(trailer);
+        }
         out
     }
 
@@ -71,13 +81,20 @@ impl Compiled {
     pub fn render_objects<'v>(&self, objects: impl IntoIterator<Item = &'v Value>) -> Offline {
         let mut store = Store::new(Arc::clone(self.families()));
         let mut renderer = ObjectRenderer::new(self.families());
+        let mut live = Live::new(0.0);
         let mut errors = Vec::new();
         for (index, object) in objects.into_iter().enumerate() {
             let (namespace, name) = (metadata(object, "namespace"), metadata(object, "name"));
             let mut found = EvalErrors::default();
+            let mut resources = Vec::new();
             self.render(object, &mut renderer, &mut found, |resource, rendered| {
                 store.upsert(ObjectKey::new(resource, namespace, name), rendered);
+                resources.push(resource);
             });
+            for resource in resources {
+                let id = (namespace, name);
+                live.observe(self, resource, object, id, Seen::Listed, 0.0, &mut found);
+            }
             if !found.is_empty() {
                 errors.push(ObjectErrors {
                     index,
@@ -90,6 +107,10 @@ impl Compiled {
                 });
             }
         }
-        Offline { store, errors }
+        Offline {
+            store,
+            live,
+            errors,
+        }
     }
 }

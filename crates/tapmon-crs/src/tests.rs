@@ -610,3 +610,56 @@ fn live_metrics_are_checked_and_make_no_per_object_family() {
         .collect();
     assert_eq!(families, ["foo_info"]);
 }
+
+#[test]
+fn aggregates_count_and_sum_over_objects_and_follow_updates() {
+    let cfg = resource(
+        "    - name: by_phase\n      labelsFromPath: {phase: [status, phase]}\n      each: {type: Aggregate, aggregate: {function: count}}\n    - name: replicas\n      labelsFromPath: {namespace: [metadata, namespace]}\n      each: {type: Aggregate, aggregate: {function: sum, value: [status, replicas]}}\n",
+    );
+    let object = |ns: &str, name: &str, status: Value| {
+        json!({"apiVersion": "example.com/v1", "kind": "Foo",
+               "metadata": {"name": name, "namespace": ns}, "status": status})
+    };
+    let out = run(
+        &cfg,
+        &[
+            object("a", "x", json!({"phase": "Ready", "replicas": 2})),
+            object("a", "y", json!({"phase": "Failed", "replicas": "many"})),
+            object("b", "z", json!({"phase": "Ready"})),
+            // x again, changed: its contribution moves.
+            object("a", "x", json!({"phase": "Failed", "replicas": 3})),
+        ],
+    );
+    assert_eq!(
+        out.series,
+        [
+            "foo_by_phase{phase=\"Failed\"} 2",
+            "foo_by_phase{phase=\"Ready\"} 1",
+            "foo_replicas{namespace=\"a\"} 3",
+        ]
+    );
+    assert!(
+        out.text.contains("# TYPE foo_by_phase gauge\n"),
+        "{}",
+        out.text
+    );
+    assert_eq!(
+        out.errors,
+        ["metric foo_replicas at [status, replicas]: expected a number but found \"many\""]
+    );
+}
+
+#[test]
+fn an_aggregate_needs_a_value_exactly_for_sum() {
+    let (_, errors) = compile(&resource(
+        "    - name: a\n      each: {type: Aggregate, aggregate: {function: sum}}\n    - name: b\n      each: {type: Aggregate, aggregate: {function: count, value: [x]}}\n",
+    ));
+    let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        messages,
+        [
+            "resources[0] (example.com/v1/Foo) metric foo_a metrics[0].each.aggregate.value: sum needs the value to add up",
+            "resources[0] (example.com/v1/Foo) metric foo_b metrics[1].each.aggregate.value: count counts objects: it takes no value",
+        ]
+    );
+}

@@ -264,7 +264,8 @@ mod tests {
     ];
 
     /// The timestamps added to the catalogue (kube-state-metrics' format): what DORA rules read.
-    const TIMESTAMPS: [&str; 3] = [
+    const TIMESTAMPS: [&str; 4] = [
+        "cartographer_workload_resource_output_timestamp_seconds",
         "flux_git_repository_artifact_timestamp_seconds",
         "knative_revision_ready_timestamp_seconds",
         "kpack_build_created_timestamp_seconds",
@@ -283,18 +284,24 @@ mod tests {
         ("tekton_task_run_duration_seconds", Extension::Duration),
     ];
 
+    /// Compiles `spec`, which must compile cleanly, and its family names in order.
+    fn sorted_families(spec: &Spec) -> (Compiled, Vec<String>) {
+        let (compiled, errors) = Compiled::compile(spec);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut names: Vec<String> = compiled
+            .families()
+            .iter()
+            .map(|(_, d)| d.name.clone())
+            .collect();
+        names.sort_unstable();
+        (compiled, names)
+    }
+
     #[test]
     fn all_presets_compile_cleanly_into_the_42_families_and_the_additions() {
         let spec = spec_for(TapGroup::ALL).unwrap();
         assert_eq!(spec.resources.len(), 21);
-        let (compiled, errors) = Compiled::compile(&spec);
-        assert!(errors.is_empty(), "{errors:?}");
-        let mut names: Vec<&str> = compiled
-            .families()
-            .iter()
-            .map(|(_, d)| d.name.as_str())
-            .collect();
-        names.sort_unstable();
+        let (compiled, names) = sorted_families(&spec);
         let mut expected: Vec<&str> = FAMILIES
             .into_iter()
             .chain(TIMESTAMPS)
@@ -398,14 +405,7 @@ mod tests {
             .collect();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(left_out, expected);
-        let (compiled, errors) = Compiled::compile(&export.spec);
-        assert!(errors.is_empty(), "{errors:?}");
-        let mut names: Vec<&str> = compiled
-            .families()
-            .iter()
-            .map(|(_, d)| d.name.as_str())
-            .collect();
-        names.sort_unstable();
+        let (_, names) = sorted_families(&export.spec);
         let mut expected: Vec<&str> = FAMILIES.into_iter().chain(TIMESTAMPS).collect();
         expected.sort_unstable();
         assert_eq!(names, expected);

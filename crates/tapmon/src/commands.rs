@@ -327,6 +327,13 @@ fn describe_metric(
     if let Some(c) = &each.counter {
         return Some(("Counter", format!("{}; ", live(&c.state, &c.to)), &EMPTY));
     }
+    if let Some(a) = &each.aggregate {
+        let per = match &a.value {
+            Some(value) => format!("summed over objects: the sum of `{value}`; "),
+            None => "summed over objects: how many; ".to_owned(),
+        };
+        return Some(("Aggregate", per, &EMPTY));
+    }
     if let Some(h) = &each.histogram {
         let per = format!(
             "{}, seconds from `{}` to `{}` into buckets {:?}; ",

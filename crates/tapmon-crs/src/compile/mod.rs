@@ -150,7 +150,7 @@ impl Compiled {
                 let name = full_name(resource, &generator.name);
                 if matches!(
                     generator.each.kind,
-                    MetricKind::Counter | MetricKind::Histogram
+                    MetricKind::Counter | MetricKind::Histogram | MetricKind::Aggregate
                 ) {
                     let compiled = compile_live(generator, &name, &mut |kind, field| {
                         errors.push(ConfigError {
@@ -201,7 +201,9 @@ impl Compiled {
                         MetricKind::Info => MetricType::Info,
                         MetricKind::StateSet => MetricType::StateSet,
                         // Compiled apart above.
-                        MetricKind::Counter | MetricKind::Histogram => continue,
+                        MetricKind::Counter | MetricKind::Histogram | MetricKind::Aggregate => {
+                            continue;
+                        }
                     },
                     state_label,
                 });

@@ -170,7 +170,7 @@ pub(super) fn compile_body(
             ))
         }
         // Live metrics are compiled apart (`transition::compile_live`), never per object.
-        MetricKind::Counter | MetricKind::Histogram => Err((
+        MetricKind::Counter | MetricKind::Histogram | MetricKind::Aggregate => Err((
             ConfigErrorKind::Live("not a per-object metric".into()),
             String::new(),
         )),

@@ -1,5 +1,6 @@
-//! Compiling the live metrics, Counter and Histogram: what state to follow, which changes
-//! count, and the labels they are summed by.
+//! Compiling the metrics kept across objects: Counter and Histogram (what state to follow,
+//! which changes count) and Aggregate (what to count or add up), and the labels they are
+//! summed by.
 
 use std::sync::Arc;
 
@@ -8,13 +9,23 @@ use tapmon_selector::Path;
 use super::ConfigErrorKind;
 use super::parts::{Report, compile_common, compile_labels, compile_path};
 use crate::labels::LabelSpec;
-use crate::model::{Generator, MetricKind};
+use crate::model::{AggregateFunction, Generator, MetricKind};
+
+/// An aggregate follows no state.
+static NO_STATES: Vec<String> = Vec::new();
 
 /// What a live metric records at a counted change.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LiveKind {
     /// One more.
     Counter,
+    /// How many objects have each label set (a gauge, exact).
+    Count,
+    /// The sum of `value` over the objects with each label set (a gauge, exact).
+    Sum {
+        /// The number, relative to the object.
+        value: Path,
+    },
     /// The seconds from `start` to `end`, into `buckets` (upper bounds, increasing).
     Histogram {
         /// The start timestamp, relative to the object.
@@ -51,6 +62,9 @@ impl CompiledLive {
             (LiveKind::Histogram { buckets: a, .. }, LiveKind::Histogram { buckets: b, .. }) => {
                 a == b
             }
+            (LiveKind::Count, LiveKind::Count) | (LiveKind::Sum { .. }, LiveKind::Sum { .. }) => {
+                true
+            }
             _ => false,
         }
     }
@@ -67,6 +81,7 @@ impl CompiledLive {
                     format!("{base}_created"),
                 ]
             }
+            LiveKind::Count | LiveKind::Sum { .. } => vec![self.name.to_string()],
             LiveKind::Histogram { .. } => ["_bucket", "_sum", "_count", "_created", ""]
                 .iter()
                 .map(|s| format!("{}{s}", self.name))
@@ -153,6 +168,36 @@ pub(super) fn compile_live(
                     buckets: h.buckets.clone(),
                 },
             )
+        }
+        MetricKind::Aggregate => {
+            let Some(a) = &each.aggregate else {
+                return fail(
+                    report,
+                    ConfigErrorKind::MissingSection("Aggregate"),
+                    "each.aggregate",
+                );
+            };
+            let kind = match (a.function, &a.value) {
+                (AggregateFunction::Count, None) => LiveKind::Count,
+                (AggregateFunction::Sum, Some(value)) => LiveKind::Sum {
+                    value: path(report, value, "each.aggregate.value")?,
+                },
+                (AggregateFunction::Count, Some(_)) => {
+                    return fail(
+                        report,
+                        ConfigErrorKind::Live("count counts objects: it takes no value".into()),
+                        "each.aggregate.value",
+                    );
+                }
+                (AggregateFunction::Sum, None) => {
+                    return fail(
+                        report,
+                        ConfigErrorKind::Live("sum needs the value to add up".into()),
+                        "each.aggregate.value",
+                    );
+                }
+            };
+            (Path::root(), &NO_STATES, kind)
         }
         _ => return None,
     };

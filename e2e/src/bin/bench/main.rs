@@ -20,6 +20,7 @@ use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
 use tapmon_e2e::{
     Cluster, apply, apply_cluster_monitor, install_crds, ksm_binary, ksm_config, root, tap_crds,
+    yaml_files,
 };
 
 use crate::sides::{Programs, Side};
@@ -126,11 +127,8 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
     let ksm = ksm_binary().await?;
     let cluster = Cluster::up("bench").await?;
     install_crds(&cluster.admin, &tap_crds()?).await?;
-    install_crds(
-        &cluster.admin,
-        &[root().join("crds/tapmon.io_tapmonitors.yaml")],
-    )
-    .await?;
+    // tapmon's CRDs, TapMonitor and ClusterTapMonitor, as the chart installs them.
+    install_crds(&cluster.admin, &yaml_files(&root().join("crds"))?).await?;
     apply(
         &cluster.admin,
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "tapmon-system"}}),
