@@ -1,8 +1,43 @@
 //! Reading expositions in tests: series of a family, and a parser into series and values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
+
+/// The names of the series the presets' counters and histograms write. They count what
+/// happens while tapmon runs (objects created and finished live), which no fixture implies.
+fn live_series_names() -> &'static BTreeSet<String> {
+    static NAMES: OnceLock<BTreeSet<String>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        let spec = tapmon_presets::spec_for(tapmon_presets::TapGroup::ALL).unwrap_or_default();
+        let (compiled, _) = tapmon_crs::Compiled::compile(&spec);
+        let mut names = BTreeSet::new();
+        for live in compiled.resources().iter().flat_map(|r| r.live()) {
+            match live.kind() {
+                tapmon_crs::LiveKind::Histogram { .. } => {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        names.insert(format!("{}{suffix}", live.name()));
+                    }
+                }
+                _ => {
+                    names.insert(live.name().to_owned());
+                }
+            }
+        }
+        names
+    })
+}
+
+/// True for a sample line of a text exposition that an object's state implies: not a
+/// comment, not empty, not a live counter or histogram.
+pub fn is_object_series(line: &str) -> bool {
+    if line.is_empty() || line.starts_with('#') {
+        return false;
+    }
+    let name = line.split(['{', ' ']).next().unwrap_or(line);
+    !live_series_names().contains(name)
+}
 
 /// Series lines of an exposition whose metric name is `family`.
 pub fn series<'a>(exposition: &'a str, family: &str) -> Vec<&'a str> {
@@ -126,4 +161,25 @@ pub fn python_samples(text: &str) -> anyhow::Result<usize> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[test]
+    fn live_counters_and_histograms_are_not_object_series() {
+        assert!(is_object_series("kpack_build_status{name=\"b\"} 1"));
+        assert!(is_object_series(
+            "kpack_build_duration_seconds{name=\"b\"} 95"
+        ));
+        assert!(!is_object_series(
+            "kpack_build_completed_total{workload=\"w\"} 1"
+        ));
+        assert!(!is_object_series(
+            "kpack_build_completed_duration_seconds_bucket{le=\"30\"} 1"
+        ));
+        assert!(!is_object_series("# TYPE kpack_build_status gauge"));
+        assert!(!is_object_series(""));
+    }
 }

@@ -617,7 +617,7 @@ pub async fn relists() -> anyhow::Result<Relists> {
         let body = get(op.metrics, PATH).await.ok()?.1;
         let text: Vec<&str> = body
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter(|l| crate::exposition::is_object_series(l))
             .collect();
         let distinct: std::collections::BTreeSet<&&str> = text.iter().collect();
         Some((text.len(), text.len() - distinct.len()))

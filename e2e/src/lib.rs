@@ -46,7 +46,9 @@ pub mod tls;
 mod wait;
 
 pub use cluster::Cluster;
-pub use exposition::{SeriesKey, parse_exposition, promtool_findings, python_samples, series};
+pub use exposition::{
+    SeriesKey, is_object_series, parse_exposition, promtool_findings, python_samples, series,
+};
 pub use fixtures::{
     catalogue_queries, documents, groups_only, load_tap_environment, root, tap_crds, tap_objects,
     tap_objects_as_loaded, yaml_files,

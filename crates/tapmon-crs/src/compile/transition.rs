@@ -55,6 +55,11 @@ impl CompiledLive {
         &self.name
     }
 
+    /// What it records.
+    pub fn kind(&self) -> &LiveKind {
+        &self.kind
+    }
+
     /// Whether this family and `other` can share a name: same type and buckets.
     pub(crate) fn same_family(&self, other: &CompiledLive) -> bool {
         match (&self.kind, &other.kind) {

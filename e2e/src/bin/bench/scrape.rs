@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-/// Series in a text exposition: lines that are neither empty nor comments.
+/// Series in a text exposition that objects imply: lines that are neither empty nor
+/// comments nor live counters and histograms (objects churned in count there).
 pub fn series_count(body: &[u8]) -> usize {
     body.split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty() && l[0] != b'#')
+        .filter(|l| std::str::from_utf8(l).is_ok_and(tapmon_e2e::is_object_series))
         .count()
 }
 
