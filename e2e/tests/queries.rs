@@ -351,6 +351,19 @@ async fn every_catalogue_query_evaluates_and_a_chosen_set_gives_the_fixture_answ
     );
 
     rules_evaluate_as_the_prometheus_operator_loaded_them(p).await;
+    // The DORA group runs once a minute, and its first run may come before the first scrape
+    // of the TAP target: wait until every record the sample environment fills has a series.
+    for record in tapmon_publish::dora::record_names() {
+        eventually(
+            &format!("{record} recorded"),
+            Duration::from_secs(150),
+            || async {
+                p.scalar(&format!("count({record})")).await.ok()??;
+                Some(())
+            },
+        )
+        .await;
+    }
     // Every panel query of both dashboards evaluates; over the sample environment, for the
     // workload petclinic, every panel shows something, except those whose state the sample
     // environment does not have.
