@@ -104,24 +104,22 @@ impl EvalErrors {
         path: impl FnOnce() -> String,
         kind: EvalErrorKind,
     ) {
-        self.total += 1;
-        if self.kept.len() < KEPT {
-            self.kept.push(EvalError {
-                metric: metric.name.to_string(),
-                path: path(),
-                kind,
-            });
-        }
+        self.push_named(&metric.name, path, kind);
     }
 
-    /// Records an error of the metric named `metric` (a live one, which has no
-    /// [`CompiledMetric`]).
-    pub(crate) fn push_named(&mut self, metric: &str, path: String, kind: EvalErrorKind) {
+    /// Records an error of the metric named `metric` (also a live one, which has no
+    /// [`CompiledMetric`]); `path` is written only for the errors kept.
+    pub(crate) fn push_named(
+        &mut self,
+        metric: &str,
+        path: impl FnOnce() -> String,
+        kind: EvalErrorKind,
+    ) {
         self.total += 1;
         if self.kept.len() < KEPT {
             self.kept.push(EvalError {
                 metric: metric.to_owned(),
-                path,
+                path: path(),
                 kind,
             });
         }

@@ -191,7 +191,7 @@ impl Live {
                 found => match to_f64(found, false) {
                     Ok(v) => Some(v),
                     Err(e) => {
-                        errors.push_named(&live.name, value.to_string(), e.into());
+                        errors.push_named(&live.name, || value.to_string(), e.into());
                         None
                     }
                 },
@@ -273,13 +273,13 @@ impl Live {
                     Ok(s) => {
                         errors.push_named(
                             &live.name,
-                            end.to_string(),
+                            || end.to_string(),
                             EvalErrorKind::EndBeforeStart(-s),
                         );
                         return;
                     }
                     Err((path, kind)) => {
-                        errors.push_named(&live.name, path, kind);
+                        errors.push_named(&live.name, || path, kind);
                         return;
                     }
                 }
