@@ -60,6 +60,10 @@ pub enum EvalErrorKind {
     /// object is wrong. No series rather than a negative duration.
     #[error("the end is {0:.3}s before the start")]
     EndBeforeStart(f64),
+    /// A new counter, histogram or aggregate series would take the monitor over its series
+    /// limit; it is not made.
+    #[error("the series limit is reached: no new series")]
+    SeriesLimit,
     /// Two series of the metric would have the same labels; the later is dropped.
     #[error(
         "series with the same labels as an earlier one (add labelFromKey or labelsFromPath to tell them apart)"

@@ -93,6 +93,8 @@ struct Contribution {
 #[derive(Debug)]
 pub struct Live {
     started: f64,
+    /// Series held, over every family.
+    series: usize,
     last: HashMap<Followed, Box<str>>,
     contributions: HashMap<Followed, Contribution>,
     families: BTreeMap<Arc<str>, Family>,
@@ -103,6 +105,7 @@ impl Live {
     pub fn new(started: f64) -> Self {
         Self {
             started,
+            series: 0,
             last: HashMap::new(),
             contributions: HashMap::new(),
             families: BTreeMap::new(),
@@ -110,8 +113,10 @@ impl Live {
     }
 
     /// Follows `object`, read by resource `resource` of `compiled`: counts and observes the
-    /// changes its live metrics count. `now` is the Unix time of a series' first change.
-    #[allow(clippy::too_many_arguments)] // Which object, how it came, and when: all needed.
+    /// changes its live metrics count. `now` is the Unix time of a series' first change; no
+    /// new series is made once `limit` are held (the monitor's series limit covers these too:
+    /// a config's own labels could otherwise make one per object).
+    #[allow(clippy::too_many_arguments)] // Which object, how it came, when, and the room.
     pub fn observe(
         &mut self,
         compiled: &Compiled,
@@ -119,7 +124,7 @@ impl Live {
         object: &Value,
         (namespace, name): (&str, &str),
         seen: Seen,
-        now: f64,
+        (now, limit): (f64, usize),
         errors: &mut EvalErrors,
     ) {
         let Some(r) = compiled.resources().get(resource as usize) else {
@@ -133,7 +138,7 @@ impl Live {
                 name: name.into(),
             };
             if matches!(live.kind, LiveKind::Count | LiveKind::Sum { .. }) {
-                self.contribute(key, live, object, errors);
+                self.contribute(key, live, object, limit, errors);
                 continue;
             }
             let state = match live.state.get(object) {
@@ -149,7 +154,7 @@ impl Live {
                 && !state.is_empty()
                 && (live.to.is_empty() || live.to.iter().any(|t| **t == *state));
             if counted {
-                self.record(live, object, now, errors);
+                self.record(live, object, (now, limit), errors);
             }
         }
     }
@@ -182,6 +187,7 @@ impl Live {
         key: Followed,
         live: &CompiledLive,
         object: &Value,
+        limit: usize,
         errors: &mut EvalErrors,
     ) {
         let value = match &live.kind {
@@ -205,23 +211,11 @@ impl Live {
             return;
         };
         let labels = labels_of(live, object);
-        let family = self
-            .families
-            .entry(Arc::clone(&live.name))
-            .or_insert_with(|| Family {
-                help: Arc::clone(&live.help),
-                kind: FamilyKind::Gauge,
-                series: BTreeMap::new(),
-            });
-        let series = family
-            .series
-            .entry(labels.clone())
-            .or_insert_with(|| Series {
-                created: 0.0,
-                count: 0,
-                sum: 0.0,
-                buckets: Vec::new(),
-            });
+        let Some(series) = self.series_of(live, labels.clone(), FamilyKind::Gauge, 0.0, limit)
+        else {
+            errors.push_named(&live.name, String::new, EvalErrorKind::SeriesLimit);
+            return;
+        };
         series.count += 1;
         series.sum += value;
         self.contributions.insert(
@@ -243,6 +237,7 @@ impl Live {
             series.sum -= old.value;
             if series.count == 0 {
                 family.series.remove(&old.labels);
+                self.series -= 1;
             }
         }
         if family.series.is_empty() {
@@ -260,7 +255,53 @@ impl Live {
             .is_ok_and(|created| created >= self.started)
     }
 
-    fn record(&mut self, live: &CompiledLive, object: &Value, now: f64, errors: &mut EvalErrors) {
+    /// The series of `labels` in `live`'s family, made (as `kind`, created `now`) if there is
+    /// room under `limit`; `None` when there is not.
+    fn series_of(
+        &mut self,
+        live: &CompiledLive,
+        labels: Vec<(String, String)>,
+        kind: FamilyKind,
+        now: f64,
+        limit: usize,
+    ) -> Option<&mut Series> {
+        let exists = self
+            .families
+            .get(&live.name)
+            .is_some_and(|f| f.series.contains_key(&labels));
+        if !exists {
+            if self.series >= limit {
+                return None;
+            }
+            self.series += 1;
+        }
+        let family = self
+            .families
+            .entry(Arc::clone(&live.name))
+            .or_insert_with(|| Family {
+                help: Arc::clone(&live.help),
+                kind,
+                series: BTreeMap::new(),
+            });
+        let width = match &family.kind {
+            FamilyKind::Histogram(bounds) => bounds.len(),
+            _ => 0,
+        };
+        Some(family.series.entry(labels).or_insert_with(|| Series {
+            created: now,
+            count: 0,
+            sum: 0.0,
+            buckets: vec![0; width],
+        }))
+    }
+
+    fn record(
+        &mut self,
+        live: &CompiledLive,
+        object: &Value,
+        (now, limit): (f64, usize),
+        errors: &mut EvalErrors,
+    ) {
         let observed = match &live.kind {
             LiveKind::Counter | LiveKind::Count | LiveKind::Sum { .. } => None,
             LiveKind::Histogram { start, end, .. } => {
@@ -290,31 +331,22 @@ impl Live {
             LiveKind::Histogram { buckets, .. } => FamilyKind::Histogram(buckets.clone()),
             _ => FamilyKind::Counter,
         };
-        let family = self
-            .families
-            .entry(Arc::clone(&live.name))
-            .or_insert_with(|| Family {
-                help: Arc::clone(&live.help),
-                kind,
-                series: BTreeMap::new(),
-            });
-        let width = match &family.kind {
-            FamilyKind::Histogram(bounds) => bounds.len(),
-            _ => 0,
+        let Some(series) = self.series_of(live, labels, kind, now, limit) else {
+            errors.push_named(&live.name, String::new, EvalErrorKind::SeriesLimit);
+            return;
         };
-        let series = family.series.entry(labels).or_insert_with(|| Series {
-            created: now,
-            count: 0,
-            sum: 0.0,
-            buckets: vec![0; width],
-        });
         series.count += 1;
-        if let (Some(seconds), FamilyKind::Histogram(bounds)) = (observed, &family.kind) {
+        if let (Some(seconds), LiveKind::Histogram { buckets, .. }) = (observed, &live.kind) {
             series.sum += seconds;
-            if let Some(i) = bounds.iter().position(|b| seconds <= *b) {
+            if let Some(i) = buckets.iter().position(|b| seconds <= *b) {
                 series.buckets[i] += 1;
             }
         }
+    }
+
+    /// Series held, over every family.
+    pub fn series(&self) -> usize {
+        self.series
     }
 
     /// Appends the series in `format` (without a trailer), families by name, series by labels.

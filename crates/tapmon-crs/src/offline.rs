@@ -93,7 +93,8 @@ impl Compiled {
             });
             for resource in resources {
                 let id = (namespace, name);
-                live.observe(self, resource, object, id, Seen::Listed, 0.0, &mut found);
+                let at = (0.0, usize::MAX);
+                live.observe(self, resource, object, id, Seen::Listed, at, &mut found);
             }
             if !found.is_empty() {
                 errors.push(ObjectErrors {

@@ -592,7 +592,7 @@ fn live_metrics_are_checked_and_make_no_per_object_family() {
         messages,
         [
             "resources[0] (example.com/v1/Foo) metric foo_done metrics[1].name: a counter's name ends in _total: \"foo_done\"",
-            "resources[0] (example.com/v1/Foo) metric foo_took metrics[2].each.histogram.buckets: buckets are one or more finite upper bounds, increasing",
+            "resources[0] (example.com/v1/Foo) metric foo_took metrics[2].each.histogram.buckets: buckets are 1 to 64 finite upper bounds, increasing",
             "resources[0] (example.com/v1/Foo) metric foo_took_count metrics[3].name: a histogram's name cannot end in _count: \"foo_took_count\"",
             "resources[0] (example.com/v1/Foo) metric foo_info_total each.type: the name foo_info is another family's",
         ]

@@ -34,6 +34,11 @@ fn build(event: &Value) -> Value {
 
 /// Replays the fixture's events; returns the live metrics and the errors.
 fn replay(fixture: &Value) -> (Live, EvalErrors) {
+    replay_within(fixture, usize::MAX)
+}
+
+/// Replays the fixture's events holding at most `limit` series.
+fn replay_within(fixture: &Value, limit: usize) -> (Live, EvalErrors) {
     let config: CustomResourceStateMetrics =
         tapmon_crs::yaml::from_str(fixture["config"].as_str().unwrap()).unwrap();
     let (compiled, errors) = Compiled::compile(&config.spec);
@@ -61,7 +66,7 @@ fn replay(fixture: &Value) -> (Live, EvalErrors) {
             &build(event),
             ("dev", name),
             seen,
-            at,
+            (at, limit),
             &mut errors,
         );
     }
@@ -127,7 +132,7 @@ fn a_relist_after_a_restart_counts_nothing() {
             object,
             ("dev", name),
             Seen::Listed,
-            0.0,
+            (0.0, usize::MAX),
             &mut errors,
         );
     }
@@ -140,9 +145,29 @@ fn a_relist_after_a_restart_counts_nothing() {
             object,
             ("dev", name),
             Seen::Changed,
-            0.0,
+            (0.0, usize::MAX),
             &mut errors,
         );
     }
     assert!(live.is_empty());
+}
+
+#[test]
+fn no_new_series_beyond_the_limit() {
+    // Labels from a config could make one series per object: the monitor's limit holds.
+    let (live, errors) = replay_within(&fixture("live-builds.yaml"), 2);
+    assert_eq!(live.series(), 2);
+    let mut text = Vec::new();
+    live.encode(Format::Text, &mut text);
+    let text = String::from_utf8(text).unwrap();
+    // b's completion made the True series of both families; c's False ones found no room.
+    assert!(!text.contains("status=\"False\""), "{text}");
+    assert!(
+        errors
+            .kept()
+            .iter()
+            .any(|e| e.kind == tapmon_crs::EvalErrorKind::SeriesLimit),
+        "{:?}",
+        errors.kept()
+    );
 }

@@ -180,21 +180,20 @@ impl Monitor {
         errors: &mut EvalErrors,
     ) -> Evaluated {
         let compiled = &self.validated.compiled;
-        if compiled.has_live() {
-            let now = unix_now();
+        let limit = self.validated.series_limit;
+        let live_series = if compiled.has_live() {
+            // Live series share the monitor's limit with the objects' series.
+            let held = self.store.lock().total().series;
+            let at = (unix_now(), limit.saturating_sub(held));
             let mut live = self.live.lock();
             for (resource, _) in self.ids_of(watch) {
-                live.observe(
-                    compiled,
-                    resource,
-                    object,
-                    (id.namespace, id.name),
-                    seen,
-                    now,
-                    errors,
-                );
+                let id = (id.namespace, id.name);
+                live.observe(compiled, resource, object, id, seen, at, errors);
             }
-        }
+            live.series()
+        } else {
+            0
+        };
         let resources = compiled.resources();
         // Render outside the store lock: a scrape never waits for an evaluation.
         let rendered: Vec<_> = {
@@ -215,8 +214,8 @@ impl Monitor {
         let new: usize = rendered.iter().map(|(_, r)| r.series()).sum();
         let mut store = self.store.lock();
         let old: usize = rendered.iter().map(|(k, _)| store.object_series(k)).sum();
-        let held = store.total().series;
-        let left_out = new > old && held - old + new > self.validated.series_limit;
+        let held = store.total().series + live_series;
+        let left_out = new > old && held - old + new > limit;
         let mut left = self.left_out.lock();
         if left_out {
             for (key, _) in &rendered {

@@ -95,6 +95,9 @@ impl CompiledLive {
     }
 }
 
+/// The most buckets a histogram may have: each of its series writes one line per bucket.
+const MAX_BUCKETS: usize = 64;
+
 /// Suffixes a histogram's own name may not end with: its series would be read as another's.
 const RESERVED: [&str; 5] = ["_total", "_bucket", "_sum", "_count", "_created"];
 
@@ -155,12 +158,13 @@ pub(super) fn compile_live(
                 );
             }
             let increasing = h.buckets.windows(2).all(|w| w[0] < w[1]);
-            if h.buckets.is_empty() || !increasing || h.buckets.iter().any(|b| !b.is_finite()) {
+            let bounded = (1..=MAX_BUCKETS).contains(&h.buckets.len());
+            if !bounded || !increasing || h.buckets.iter().any(|b| !b.is_finite()) {
                 return fail(
                     report,
-                    ConfigErrorKind::Live(
-                        "buckets are one or more finite upper bounds, increasing".into(),
-                    ),
+                    ConfigErrorKind::Live(format!(
+                        "buckets are 1 to {MAX_BUCKETS} finite upper bounds, increasing"
+                    )),
                     "each.histogram.buckets",
                 );
             }
