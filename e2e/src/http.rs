@@ -38,6 +38,8 @@ pub struct Response<'a> {
     pub wire_bytes: usize,
     /// The body, decompressed; a plain body is not copied out of the client's buffer.
     pub body: Cow<'a, [u8]>,
+    /// Gzip members the compressed body was made of; 0 for a plain body.
+    pub gzip_members: usize,
 }
 
 impl Response<'_> {
@@ -117,12 +119,19 @@ impl Client {
             .any(|l| l.to_ascii_lowercase().replace(' ', "") == "content-encoding:gzip");
         let wire = &raw[end + 4..];
         let wire_bytes = wire.len();
-        let body = if compressed {
+        let (body, gzip_members) = if compressed {
             let mut out = Vec::with_capacity(wire_bytes * 8);
-            flate2::read::GzDecoder::new(wire).read_to_end(&mut out)?;
-            Cow::Owned(out)
+            // Member by member, as Prometheus' reader (Go's `compress/gzip`) reads them.
+            let (mut rest, mut members) = (wire, 0);
+            while !rest.is_empty() {
+                let mut member = flate2::bufread::GzDecoder::new(rest);
+                member.read_to_end(&mut out)?;
+                rest = member.into_inner();
+                members += 1;
+            }
+            (Cow::Owned(out), members)
         } else {
-            Cow::Borrowed(wire)
+            (Cow::Borrowed(wire), 0)
         };
         Ok(Response {
             status,
@@ -130,6 +139,7 @@ impl Client {
             took,
             wire_bytes,
             body,
+            gzip_members,
         })
     }
 

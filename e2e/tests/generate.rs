@@ -1,6 +1,8 @@
 //! The benchmark's object generator against a real API server: the objects it says it made
 //! exist, owners resolve, churn and CRD re-creation keep the population, and tapmon serves
-//! exactly the series the generator expects (the benchmark's definition of complete).
+//! exactly the series the generator expects (the benchmark's definition of complete), and
+//! Prometheus (Debian's) reads every one of them from the compressed scrape, a concatenation of
+//! gzip members kept per block.
 
 // Tests fail loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,10 +14,13 @@ use kube::api::ListParams;
 use serde_json::json;
 use tapmon_crs::Compiled;
 use tapmon_e2e::generate::Generator;
+use tapmon_e2e::http::Client;
 use tapmon_e2e::{
-    Operator, apply_cluster_monitor, cluster_with_operator, eventually, install_crds,
-    is_object_series, serial, tap_crds,
+    Operator, Prometheus, ScrapeTarget, apply_cluster_monitor, cluster_with_operator, eventually,
+    install_crds, is_object_series, serial, tap_crds,
 };
+
+const PATH: &str = "/clustermonitors/tap/metrics";
 
 /// Objects in the API server, per kind, as the generator's API handles list them.
 async fn listed(generator: &Generator) -> BTreeMap<String, usize> {
@@ -37,6 +42,56 @@ async fn series_reach(operator: &Operator, expected: usize) {
             // Objects the generator creates and then finishes count in the live metrics.
             let n = text.lines().filter(|l| is_object_series(l)).count();
             (n == expected).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The compressed scrape is several gzip members and holds what the plain one does, twice (the
+/// second from the members the first kept); Prometheus, asking for gzip as it always does,
+/// ingests every sample of the scrape.
+async fn compressed_scrapes_are_whole(operator: &Operator, prometheus: &Prometheus) {
+    let mut client = Client::default();
+    let plain = client
+        .scrape(operator.metrics, PATH, false)
+        .await
+        .unwrap()
+        .text();
+    for round in ["first", "second"] {
+        let gzip = client.scrape(operator.metrics, PATH, true).await.unwrap();
+        // A header per family and at least a block per family.
+        assert!(
+            gzip.gzip_members > 2 * 21,
+            "{round}: {} members",
+            gzip.gzip_members
+        );
+        assert!(
+            gzip.wire_bytes * 4 < plain.len(),
+            "{round}: {} bytes",
+            gzip.wire_bytes
+        );
+        assert!(
+            gzip.text() == plain,
+            "{round} compressed scrape differs from the plain one"
+        );
+    }
+    let samples = |text: &str| {
+        text.lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .count() as f64
+    };
+    eventually(
+        "Prometheus ingests every sample of the compressed scrape",
+        Duration::from_secs(60),
+        || async {
+            // Prometheus negotiates OpenMetrics; count what that scrape holds.
+            let expected = samples(&operator.scrape_cluster_openmetrics("tap").await?);
+            let scraped = prometheus
+                .scalar("scrape_samples_scraped{job=\"gzip\"}")
+                .await
+                .ok()??;
+            let up = prometheus.scalar("up{job=\"gzip\"}").await.ok()??;
+            (up == 1.0 && scraped == expected).then_some(())
         },
     )
     .await;
@@ -100,6 +155,18 @@ async fn generated_objects_exist_and_tapmon_serves_what_the_generator_expects() 
         .await
         .unwrap();
     series_reach(&operator, expected).await;
+    let prometheus = Prometheus::start(
+        "generate",
+        &[ScrapeTarget {
+            job: "gzip",
+            addr: operator.metrics,
+            path: PATH,
+            tap_monitor: None,
+        }],
+    )
+    .await
+    .unwrap();
+    compressed_scrapes_are_whole(&operator, &prometheus).await;
 
     // Churn replaces objects one for one with new names: same counts, same series count,
     // different objects.
@@ -121,6 +188,8 @@ async fn generated_objects_exist_and_tapmon_serves_what_the_generator_expects() 
     assert_eq!(listed(&generator).await, generator.counts());
     assert_eq!(generator.expected_series(&compiled), expected);
     series_reach(&operator, expected).await;
+    // Changed blocks were compressed afresh, the rest sent as kept.
+    compressed_scrapes_are_whole(&operator, &prometheus).await;
 
     // Deleting the TaskRun CRD takes its objects; the generator brings both back.
     generator.recreate_kind("TaskRun").await.unwrap();

@@ -1,4 +1,6 @@
-//! Scrape concatenation over 50k stored objects: the cost a Prometheus scrape pays.
+//! Scrape concatenation over 50k stored objects: the cost a Prometheus scrape pays; and the
+//! gzip block size and level: what compressing every block costs (a first scrape, or a scrape
+//! after everything changed) and how large the compressed scrape is, next to one gzip stream.
 
 // A benchmark is a tool: a missing fixture should stop it loudly.
 #![allow(clippy::expect_used)]
@@ -8,12 +10,12 @@ use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tapmon_exposition::{
-    FamilyDesc, FamilySet, Format, MetricType, ObjectKey, ObjectRenderer, Store,
+    FamilyDesc, FamilySet, Format, GzipPart, MetricType, ObjectKey, ObjectRenderer, Store, gzip,
 };
 
 const OBJECTS: usize = 50_000;
 
-fn store() -> Store {
+fn store(block_bytes: usize, level: u32) -> Store {
     let descs: Vec<FamilyDesc> = (0..42)
         .map(|i| FamilyDesc {
             name: format!(
@@ -32,7 +34,7 @@ fn store() -> Store {
         .collect();
     let (set, ids) = FamilySet::new(&descs).expect("valid families");
     let set = Arc::new(set);
-    let mut store = Store::new(Arc::clone(&set));
+    let mut store = Store::with_blocks(Arc::clone(&set), block_bytes, level);
     let mut renderer = ObjectRenderer::new(&set);
     for i in 0..OBJECTS {
         let kind = i % 21;
@@ -74,7 +76,7 @@ fn store() -> Store {
 }
 
 fn scrape(c: &mut Criterion) {
-    let store = store();
+    let store = store(gzip::BLOCK_BYTES, gzip::LEVEL);
     let bytes = store.encoded_len(Format::Text);
     let mut group = c.benchmark_group("scrape_50k_objects");
     group.throughput(Throughput::Bytes(bytes as u64));
@@ -93,5 +95,51 @@ fn scrape(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scrape);
+/// Compresses every stale block without keeping it; returns the compressed scrape's size.
+fn compress_all(store: &Store) -> (usize, usize) {
+    let mut members = 0;
+    let bytes = store
+        .gzip_parts(Format::Text)
+        .iter()
+        .map(|part| {
+            members += 1;
+            match part {
+                GzipPart::Member(m) => m.len(),
+                GzipPart::Stale(stale) => stale.compress().len(),
+            }
+        })
+        .sum();
+    (bytes, members)
+}
+
+fn gzip_blocks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("gzip_50k_objects");
+    group.sample_size(10);
+    for level in [1, 6, 9] {
+        let one_stream = {
+            let s = store(gzip::BLOCK_BYTES, level);
+            gzip::member(&s.chunks(Format::Text), level).len()
+        };
+        for block_bytes in [16 << 10, 64 << 10, 256 << 10] {
+            let store = store(block_bytes, level);
+            let plain = store.encoded_len(Format::Text);
+            let (bytes, members) = compress_all(&store);
+            eprintln!(
+                "level {level}, blocks of {} KiB: {members} members, {bytes} bytes \
+                 ({:.2}% of {plain} plain, {:.3}x one stream)",
+                block_bytes >> 10,
+                100.0 * bytes as f64 / plain as f64,
+                bytes as f64 / one_stream as f64
+            );
+            group.throughput(Throughput::Bytes(plain as u64));
+            group.bench_function(
+                format!("compress_all/level{level}/{}KiB", block_bytes >> 10),
+                |b| b.iter(|| black_box(compress_all(&store))),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, scrape, gzip_blocks);
 criterion_main!(benches);

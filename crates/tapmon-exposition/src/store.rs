@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use crate::encode::Format;
 use crate::family::{FamilyId, FamilySet};
+use crate::gzip;
 use crate::render::RenderedObject;
 
 /// Identifies an object within a store. Orders the output: namespace, name, then the index of
@@ -51,23 +52,102 @@ struct Entry {
     bytes: usize,
 }
 
+/// A run of objects of one family, adjacent in key order, with its gzip member once made.
+#[derive(Debug, Default)]
+struct Block {
+    objects: BTreeMap<Arc<ObjectKey>, Bytes>,
+    bytes: usize,
+    /// Changes whenever the block does, so a member made from an older content is not kept.
+    generation: u64,
+    gzip: Option<Bytes>,
+}
+
+/// Names one block's content at one moment: what [`Store::keep_gzip`] needs to keep the member
+/// made from it.
+#[derive(Debug, Clone)]
+pub struct BlockId {
+    family: usize,
+    bound: Arc<ObjectKey>,
+    generation: u64,
+}
+
+/// A block whose member is not made yet: its series, to be compressed outside the store's lock.
+#[derive(Debug)]
+pub struct StaleBlock {
+    /// Which block, for [`Store::keep_gzip`].
+    pub id: BlockId,
+    /// Its series, in order.
+    pub chunks: Vec<Bytes>,
+    level: u32,
+}
+
+impl StaleBlock {
+    /// The block's gzip member.
+    pub fn compress(&self) -> Bytes {
+        gzip::member(&self.chunks, self.level)
+    }
+}
+
+/// One piece of a compressed scrape, in order.
+#[derive(Debug)]
+pub enum GzipPart {
+    /// A gzip member, sent as it is.
+    Member(Bytes),
+    /// A block to compress (and give back to [`Store::keep_gzip`]) before sending it.
+    Stale(StaleBlock),
+}
+
 /// Series per object, ready to be concatenated into a scrape.
+///
+/// Each family's objects are kept in blocks of about [`gzip::BLOCK_BYTES`], each a range of
+/// object keys with the gzip member of its series once a compressed scrape asked for it. A
+/// change drops only its block's member, so a compressed scrape recompresses what changed since
+/// the last one and concatenates the rest.
 #[derive(Debug)]
 pub struct Store {
     families: Arc<FamilySet>,
-    by_family: Vec<BTreeMap<Arc<ObjectKey>, Bytes>>,
+    /// Per family, its blocks by lower bound: a block holds the keys from its bound up to the
+    /// next block's (the first block also those below its bound).
+    by_family: Vec<BTreeMap<Arc<ObjectKey>, Block>>,
+    /// Per family, its headers as gzip members, text then OpenMetrics.
+    gzip_headers: Vec<[Bytes; 2]>,
+    gzip_trailer: Bytes,
     objects: HashMap<Arc<ObjectKey>, Entry>,
     stats: BTreeMap<u32, StoreStats>,
+    block_bytes: usize,
+    level: u32,
+    generation: u64,
+    gzip_held: usize,
 }
 
 impl Store {
     /// An empty store for the families of one configuration.
     pub fn new(families: Arc<FamilySet>) -> Self {
+        Self::with_blocks(families, gzip::BLOCK_BYTES, gzip::LEVEL)
+    }
+
+    /// An empty store with blocks of about `block_bytes`, compressed at `level` (for measuring
+    /// the choice).
+    pub fn with_blocks(families: Arc<FamilySet>, block_bytes: usize, level: u32) -> Self {
+        let gzip_headers = families
+            .families()
+            .iter()
+            .map(|f| {
+                [Format::Text, Format::OpenMetrics]
+                    .map(|format| gzip::member(std::slice::from_ref(format.header(f)), level))
+            })
+            .collect();
         Self {
-            by_family: vec![BTreeMap::new(); families.len()],
+            by_family: (0..families.len()).map(|_| BTreeMap::new()).collect(),
+            gzip_headers,
+            gzip_trailer: gzip::member(&[Bytes::from_static(Format::OpenMetrics.trailer())], level),
             families,
             objects: HashMap::new(),
             stats: BTreeMap::new(),
+            block_bytes: block_bytes.max(1),
+            level,
+            generation: 0,
+            gzip_held: 0,
         }
     }
 
@@ -85,8 +165,8 @@ impl Store {
         self.remove(&key);
         let mut families = Vec::new();
         for (family, bytes) in rendered.parts() {
-            if let Some(map) = self.by_family.get_mut(family.index()) {
-                map.insert(Arc::clone(&key), bytes);
+            if family.index() < self.by_family.len() {
+                self.insert(family.index(), &key, bytes);
                 families.push(family);
             }
         }
@@ -109,9 +189,7 @@ impl Store {
             return false;
         };
         for family in &entry.families {
-            if let Some(map) = self.by_family.get_mut(family.index()) {
-                map.remove(key);
-            }
+            self.take(family.index(), key);
         }
         if let Some(stats) = self.stats.get_mut(&entry.key.resource) {
             stats.objects -= 1;
@@ -122,6 +200,99 @@ impl Store {
             }
         }
         true
+    }
+
+    /// The bound of the block that holds (or would hold) `key` in `family`.
+    fn block_of(&self, family: usize, key: &ObjectKey) -> Option<Arc<ObjectKey>> {
+        let blocks = self.by_family.get(family)?;
+        blocks
+            .range::<ObjectKey, _>(..=key)
+            .next_back()
+            .or_else(|| blocks.iter().next())
+            .map(|(bound, _)| Arc::clone(bound))
+    }
+
+    /// Marks a block changed: its member (if any) no longer matches.
+    fn touch(generation: &mut u64, held: &mut usize, block: &mut Block) {
+        *generation += 1;
+        block.generation = *generation;
+        if let Some(gzip) = block.gzip.take() {
+            *held -= gzip.len();
+        }
+    }
+
+    fn insert(&mut self, family: usize, key: &Arc<ObjectKey>, bytes: Bytes) {
+        let bound = self
+            .block_of(family, key)
+            .unwrap_or_else(|| Arc::clone(key));
+        let Some(blocks) = self.by_family.get_mut(family) else {
+            return;
+        };
+        let block = blocks.entry(bound).or_default();
+        Self::touch(&mut self.generation, &mut self.gzip_held, block);
+        block.bytes += bytes.len();
+        block.objects.insert(Arc::clone(key), bytes);
+        if block.bytes > 2 * self.block_bytes && block.objects.len() > 1 {
+            // Split at the middle byte: the upper half becomes a block of its own.
+            let mut below = 0;
+            let at = block.objects.iter().find_map(|(k, b)| {
+                below += b.len();
+                (below > block.bytes / 2).then(|| Arc::clone(k))
+            });
+            if let Some(at) = at {
+                let upper: BTreeMap<_, _> = block.objects.split_off(&at);
+                let upper_bytes: usize = upper.values().map(Bytes::len).sum();
+                block.bytes -= upper_bytes;
+                self.generation += 1;
+                let upper = Block {
+                    objects: upper,
+                    bytes: upper_bytes,
+                    generation: self.generation,
+                    gzip: None,
+                };
+                blocks.insert(at, upper);
+            }
+        }
+    }
+
+    fn take(&mut self, family: usize, key: &ObjectKey) {
+        let Some(bound) = self.block_of(family, key) else {
+            return;
+        };
+        let Some(blocks) = self.by_family.get_mut(family) else {
+            return;
+        };
+        let Some(block) = blocks.get_mut(&bound) else {
+            return;
+        };
+        let Some(bytes) = block.objects.remove(key) else {
+            return;
+        };
+        Self::touch(&mut self.generation, &mut self.gzip_held, block);
+        block.bytes -= bytes.len();
+        if block.bytes >= self.block_bytes / 4 && !block.objects.is_empty() {
+            return;
+        }
+        // Small blocks make small members, which compress worse: fold it into its predecessor
+        // (or drop it when empty).
+        let empty = block.objects.is_empty();
+        let predecessor = blocks
+            .range::<ObjectKey, _>(..&*bound)
+            .next_back()
+            .map(|(b, _)| Arc::clone(b));
+        if empty || predecessor.is_some() {
+            let Some(small) = blocks.remove(&bound) else {
+                return;
+            };
+            if let Some(gzip) = small.gzip {
+                self.gzip_held -= gzip.len();
+            }
+            if let Some(previous) = predecessor.and_then(|p| blocks.get_mut(&p)) {
+                Self::touch(&mut self.generation, &mut self.gzip_held, previous);
+                previous.bytes += small.bytes;
+                previous.objects.extend(small.objects);
+            }
+        }
     }
 
     /// Keeps only the objects for which `keep` is true.
@@ -159,6 +330,11 @@ impl Store {
             })
     }
 
+    /// Bytes of gzip members held beside the series.
+    pub fn gzip_bytes(&self) -> usize {
+        self.gzip_held
+    }
+
     /// Size of a scrape in `format`, for reserving the buffer.
     pub fn encoded_len(&self, format: Format) -> usize {
         let headers: usize = self
@@ -166,7 +342,7 @@ impl Store {
             .families()
             .iter()
             .zip(&self.by_family)
-            .filter(|(_, map)| !map.is_empty())
+            .filter(|(_, blocks)| !blocks.is_empty())
             .map(|(f, _)| format.header(f).len())
             .sum();
         headers + self.total().bytes + format.trailer().len()
@@ -175,20 +351,22 @@ impl Store {
     /// Appends a whole scrape in `format` to `out`.
     pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
         out.reserve(self.encoded_len(format));
-        for chunk in self.chunk_iter(format) {
-            out.extend_from_slice(chunk);
+        for chunk in self.chunks(format) {
+            out.extend_from_slice(&chunk);
         }
     }
 
     /// The scrape as shared chunks, for sending without copying; cheap to take under a lock.
     pub fn chunks(&self, format: Format) -> Vec<Bytes> {
         let mut out = Vec::with_capacity(self.families.len() + self.objects.len() * 2 + 1);
-        for (family, map) in self.families.families().iter().zip(&self.by_family) {
-            if map.is_empty() {
+        for (family, blocks) in self.families.families().iter().zip(&self.by_family) {
+            if blocks.is_empty() {
                 continue;
             }
             out.push(format.header(family).clone());
-            out.extend(map.values().cloned());
+            for block in blocks.values() {
+                out.extend(block.objects.values().cloned());
+            }
         }
         if !format.trailer().is_empty() {
             out.push(Bytes::from_static(format.trailer()));
@@ -196,16 +374,60 @@ impl Store {
         out
     }
 
-    fn chunk_iter(&self, format: Format) -> impl Iterator<Item = &[u8]> + '_ {
-        self.families
-            .families()
-            .iter()
-            .zip(&self.by_family)
-            .filter(|(_, map)| !map.is_empty())
-            .flat_map(move |(family, map)| {
-                std::iter::once(&format.header(family)[..]).chain(map.values().map(|b| &b[..]))
-            })
-            .chain(std::iter::once(format.trailer()))
+    /// The scrape as gzip parts: the members kept, and the blocks changed since they were made,
+    /// to compress on the way out. Their concatenation decompresses to [`Store::chunks`].
+    pub fn gzip_parts(&self, format: Format) -> Vec<GzipPart> {
+        let slot = usize::from(format == Format::OpenMetrics);
+        let mut out = Vec::new();
+        for (family, (blocks, headers)) in self.by_family.iter().zip(&self.gzip_headers).enumerate()
+        {
+            if blocks.is_empty() {
+                continue;
+            }
+            out.push(GzipPart::Member(headers[slot].clone()));
+            for (bound, block) in blocks {
+                out.push(match &block.gzip {
+                    Some(member) => GzipPart::Member(member.clone()),
+                    None => GzipPart::Stale(StaleBlock {
+                        id: BlockId {
+                            family,
+                            bound: Arc::clone(bound),
+                            generation: block.generation,
+                        },
+                        chunks: block.objects.values().cloned().collect(),
+                        level: self.level,
+                    }),
+                });
+            }
+        }
+        if !format.trailer().is_empty() {
+            out.push(GzipPart::Member(self.gzip_trailer.clone()));
+        }
+        if out.is_empty() {
+            // Nothing to send is still a gzip stream.
+            out.push(GzipPart::Member(gzip::empty()));
+        }
+        out
+    }
+
+    /// Keeps the member made from a stale block, unless the block changed since.
+    pub fn keep_gzip(&mut self, id: &BlockId, member: Bytes) {
+        let Some(block) = self
+            .by_family
+            .get_mut(id.family)
+            .and_then(|blocks| blocks.get_mut(&id.bound))
+        else {
+            return;
+        };
+        if block.generation == id.generation && block.gzip.is_none() {
+            self.gzip_held += member.len();
+            block.gzip = Some(member);
+        }
+    }
+
+    /// The compression level of the members.
+    pub fn gzip_level(&self) -> u32 {
+        self.level
     }
 }
 
@@ -246,7 +468,46 @@ mod tests {
         assert_eq!(out.len(), store.encoded_len(format));
         let chunks: Vec<u8> = store.chunks(format).concat();
         assert_eq!(chunks, out);
+        assert_eq!(gunzip(&compressed(store, format)), out);
         String::from_utf8(out).unwrap()
+    }
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
+        use std::io::Read as _;
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(data)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// The compressed scrape, compressing stale blocks as a scrape body does (without keeping
+    /// them).
+    fn compressed(store: &Store, format: Format) -> Vec<u8> {
+        let mut out = Vec::new();
+        for part in store.gzip_parts(format) {
+            match part {
+                GzipPart::Member(m) => out.extend_from_slice(&m),
+                GzipPart::Stale(stale) => out.extend_from_slice(&stale.compress()),
+            }
+        }
+        out
+    }
+
+    /// Compresses and keeps every stale block; returns how many there were.
+    fn keep_all(store: &mut Store) -> usize {
+        let stale: Vec<StaleBlock> = store
+            .gzip_parts(Format::Text)
+            .into_iter()
+            .filter_map(|p| match p {
+                GzipPart::Stale(s) => Some(s),
+                GzipPart::Member(_) => None,
+            })
+            .collect();
+        for s in &stale {
+            store.keep_gzip(&s.id, s.compress());
+        }
+        stale.len()
     }
 
     #[test]
@@ -292,5 +553,92 @@ mod tests {
         // Families without series are left out entirely, headers included.
         assert_eq!(scrape(&store, Format::Text), "");
         assert_eq!(scrape(&store, Format::OpenMetrics), "# EOF\n");
+    }
+
+    #[test]
+    fn a_change_recompresses_only_its_block() {
+        let (set, ids) = families();
+        // Blocks of about 200 bytes: each object's series are ~60 bytes per family.
+        let mut store = Store::with_blocks(Arc::clone(&set), 200, 6);
+        for i in 0..100 {
+            let name = format!("o{i:03}");
+            store.upsert(
+                ObjectKey::new(0, "ns", &name),
+                render(&set, &ids, &name, 1.0),
+            );
+        }
+        let blocks = keep_all(&mut store);
+        assert!(blocks >= 20, "{blocks} blocks");
+        assert!(store.gzip_bytes() > 0);
+        assert_eq!(keep_all(&mut store), 0, "kept members are reused");
+        // One object in two families: two blocks.
+        store.upsert(
+            ObjectKey::new(0, "ns", "o050"),
+            render(&set, &ids, "o050", 0.0),
+        );
+        assert_eq!(keep_all(&mut store), 2);
+        // A member made before a change is not kept after it.
+        let stale: Vec<StaleBlock> = store
+            .gzip_parts(Format::Text)
+            .into_iter()
+            .filter_map(|p| match p {
+                GzipPart::Stale(s) => Some(s),
+                GzipPart::Member(_) => None,
+            })
+            .collect();
+        assert!(stale.is_empty());
+        store.upsert(
+            ObjectKey::new(0, "ns", "o051"),
+            render(&set, &ids, "o051", 0.0),
+        );
+        let parts = store.gzip_parts(Format::Text);
+        store.upsert(
+            ObjectKey::new(0, "ns", "o051"),
+            render(&set, &ids, "o051", 1.0),
+        );
+        for part in parts {
+            if let GzipPart::Stale(s) = part {
+                store.keep_gzip(&s.id, s.compress());
+            }
+        }
+        let text = scrape(&store, Format::Text);
+        assert!(
+            text.contains("w_status{name=\"o051\",type=\"Ready\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("w_status{name=\"o050\",type=\"Ready\"} 0\n"));
+    }
+
+    #[test]
+    fn blocks_split_and_merge_keeping_order() {
+        let (set, ids) = families();
+        let mut store = Store::with_blocks(Arc::clone(&set), 200, 1);
+        // Out of order, so splits happen in the middle of the key range.
+        for i in (0..300).map(|i| (i * 37) % 300) {
+            let name = format!("o{i:03}");
+            store.upsert(
+                ObjectKey::new(0, "ns", &name),
+                render(&set, &ids, &name, 1.0),
+            );
+        }
+        keep_all(&mut store);
+        let full = scrape(&store, Format::OpenMetrics);
+        let names: Vec<&str> = full.lines().filter(|l| l.starts_with("w_info")).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names.len(), 300);
+        assert_eq!(names, sorted);
+        // Deleting most objects merges the small blocks; what is left is intact and in order.
+        for i in (0..300).filter(|i| i % 7 != 0) {
+            assert!(store.remove(&ObjectKey::new(0, "ns", &format!("o{i:03}"))));
+        }
+        let left = scrape(&store, Format::OpenMetrics);
+        let names: Vec<&str> = left.lines().filter(|l| l.starts_with("w_info")).collect();
+        assert_eq!(names.len(), 43);
+        let blocks = store.gzip_parts(Format::Text).len() - 2;
+        assert!(blocks <= 20, "{blocks} members for 43 objects");
+        store.retain(|_| false);
+        assert_eq!(store.gzip_parts(Format::Text).len(), 1, "the empty member");
+        assert_eq!(store.gzip_bytes(), 0);
     }
 }

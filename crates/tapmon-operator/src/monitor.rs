@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tapmon_crs::live::{Live, Seen};
 use tapmon_crs::{EvalErrors, ObjectKind};
-use tapmon_exposition::{Format, ObjectKey, ObjectRenderer, Store, StoreStats};
+use tapmon_exposition::{BlockId, Format, GzipPart, ObjectKey, ObjectRenderer, Store, StoreStats};
 
 use crate::kinds::WatchKey;
 pub use crate::object::MonitorKey;
@@ -308,15 +308,44 @@ impl Monitor {
     /// objects), rendered now.
     pub fn scrape(&self, format: Format) -> Vec<Bytes> {
         let mut chunks = self.store.lock().chunks(format);
-        let live = self.live.lock();
-        if !live.is_empty() {
-            let mut text = Vec::new();
-            live.encode(format, &mut text);
+        if let Some(text) = self.live_text(format) {
             // Before OpenMetrics' `# EOF`.
             let at = chunks.len() - usize::from(!format.trailer().is_empty());
-            chunks.insert(at, Bytes::from(text));
+            chunks.insert(at, text);
         }
         chunks
+    }
+
+    /// The monitor's scrape as gzip members (taken under a short lock), with the blocks changed
+    /// since the last compressed scrape to compress on the way ([`Monitor::keep_gzip`] keeps
+    /// them), and the live series compressed now.
+    pub fn scrape_gzip(&self, format: Format) -> Vec<GzipPart> {
+        let (mut parts, level) = {
+            let store = self.store.lock();
+            (store.gzip_parts(format), store.gzip_level())
+        };
+        if let Some(text) = self.live_text(format) {
+            let member = tapmon_exposition::gzip::member(&[text], level);
+            let at = parts.len() - usize::from(!format.trailer().is_empty());
+            parts.insert(at, GzipPart::Member(member));
+        }
+        parts
+    }
+
+    /// Keeps a member a compressed scrape made, for the next ones.
+    pub fn keep_gzip(&self, id: &BlockId, member: Bytes) {
+        self.store.lock().keep_gzip(id, member);
+    }
+
+    /// The live counters and histograms, rendered now; none when there are none.
+    fn live_text(&self, format: Format) -> Option<Bytes> {
+        let live = self.live.lock();
+        if live.is_empty() {
+            return None;
+        }
+        let mut text = Vec::new();
+        live.encode(format, &mut text);
+        Some(Bytes::from(text))
     }
 }
 

@@ -1,40 +1,45 @@
-//! The body of a scrape: the store's shared chunks, sent as they are or gzip-compressed as
-//! they go, giving the worker thread back to the runtime every [`YIELD_BYTES`].
+//! The body of a scrape: the store's shared chunks sent as they are, or its gzip members (see
+//! [`tapmon_exposition::gzip`]) with the blocks changed since the last compressed scrape
+//! compressed on the way, giving the worker thread back to the runtime every [`YIELD_BYTES`].
 //!
-//! A scrape of 50k objects is ~65 MB, written in ~50 ms (compressed, in about twice that).
-//! Written in one go, it keeps its worker from looking for I/O: with one worker (a pod with one
-//! CPU) nothing else happens meanwhile, neither the watch events that bring updates nor other
-//! scrapes, which were measured waiting a whole scrape (`make bench`, docs/benchmarks.md).
-//! Yielding with [`tokio::task::yield_now`] every megabyte lets the worker poll for I/O and run
-//! what is ready before the scrape goes on: about a millisecond of wait instead of a scrape, for
-//! about a hundred extra polls per scrape. (Waking the task directly would not do: tokio polls
-//! for I/O only every 61 tasks while there is work.)
+//! A scrape of 50k objects is ~65 MB, written in ~50 ms; compressing all of it takes several
+//! times that, which only the first compressed scrape (or one after everything changed) pays:
+//! later ones compress the changed blocks and copy the rest. Written in one go, a scrape keeps
+//! its worker from looking for I/O: with one worker (a pod with one CPU) nothing else happens
+//! meanwhile, neither the watch events that bring updates nor other scrapes, which were measured
+//! waiting a whole scrape (`make bench`, docs/benchmarks.md). Yielding with
+//! [`tokio::task::yield_now`] every megabyte lets the worker poll for I/O and run what is ready
+//! before the scrape goes on: about a millisecond of wait instead of a scrape, for about a
+//! hundred extra polls per scrape. (Waking the task directly would not do: tokio polls for I/O
+//! only every 61 tasks while there is work.)
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::io::Write as _;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use super::turns::Turn;
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use hyper::body::{Body, Frame, SizeHint};
+use tapmon_exposition::{BlockId, GzipPart};
 
 /// Input bytes sent (or compressed) between two yields to the runtime.
 pub const YIELD_BYTES: usize = 1 << 20;
 
-/// Input bytes compressed into one frame: large enough for few frames, small enough that
-/// compressing one is far below a millisecond.
-const GZIP_BATCH: usize = 256 << 10;
+/// Where the members made on the way go: back to the store, to be sent as they are next time.
+pub type Keep = Box<dyn FnMut(&BlockId, Bytes) + Send + Sync>;
+
+/// What a body sends.
+enum Parts {
+    Plain(std::vec::IntoIter<Bytes>),
+    Gzip(std::vec::IntoIter<GzipPart>, Keep),
+}
 
 /// A scrape's body. See the module documentation.
 pub struct ScrapeBody {
-    chunks: std::vec::IntoIter<Bytes>,
+    parts: Parts,
     /// Plain bytes not yet sent, for the exact `Content-Length` of a plain body.
     remaining: u64,
-    gzip: Option<GzEncoder<Vec<u8>>>,
     since_yield: usize,
     /// The yield in progress.
     yielding: Option<Pin<Box<dyn Future<Output = ()> + Send + Sync>>>,
@@ -47,21 +52,19 @@ impl ScrapeBody {
     pub fn plain(chunks: Vec<Bytes>) -> ScrapeBody {
         ScrapeBody {
             remaining: chunks.iter().map(|c| c.len() as u64).sum(),
-            chunks: chunks.into_iter(),
-            gzip: None,
+            parts: Parts::Plain(chunks.into_iter()),
             since_yield: 0,
             yielding: None,
             _slot: None,
         }
     }
 
-    /// The chunks gzip-compressed, at the fast level: a scrape is compressed afresh each time,
-    /// so speed matters more than the last percent of size.
-    pub fn gzip(chunks: Vec<Bytes>) -> ScrapeBody {
+    /// Gzip members in order, compressing stale blocks on the way and handing each member made
+    /// to `keep`.
+    pub fn gzip(parts: Vec<GzipPart>, keep: Keep) -> ScrapeBody {
         ScrapeBody {
             remaining: 0,
-            chunks: chunks.into_iter(),
-            gzip: Some(GzEncoder::new(Vec::new(), Compression::fast())),
+            parts: Parts::Gzip(parts.into_iter(), keep),
             since_yield: 0,
             yielding: None,
             _slot: None,
@@ -89,49 +92,34 @@ impl ScrapeBody {
         Poll::Ready(())
     }
 
-    fn next_plain(&mut self) -> Option<Bytes> {
-        let chunk = self.chunks.next()?;
-        self.since_yield += chunk.len();
-        self.remaining -= chunk.len() as u64;
-        Some(chunk)
+    fn next(&mut self) -> Option<Bytes> {
+        match &mut self.parts {
+            Parts::Plain(chunks) => {
+                let chunk = chunks.next()?;
+                self.since_yield += chunk.len();
+                self.remaining -= chunk.len() as u64;
+                Some(chunk)
+            }
+            Parts::Gzip(parts, keep) => match parts.next()? {
+                GzipPart::Member(member) => {
+                    self.since_yield += member.len();
+                    Some(member)
+                }
+                GzipPart::Stale(stale) => {
+                    // Compressing costs about what sending ten times the bytes does.
+                    self.since_yield += stale.chunks.iter().map(Bytes::len).sum::<usize>();
+                    let member = stale.compress();
+                    keep(&stale.id, member.clone());
+                    Some(member)
+                }
+            },
+        }
     }
 
-    /// Compresses up to [`GZIP_BATCH`] of input and returns what the encoder wrote, until the
-    /// input and then the encoder are done.
-    fn next_gzip(&mut self) -> Option<Bytes> {
-        loop {
-            let encoder = self.gzip.as_mut()?;
-            let mut batch = 0;
-            while batch < GZIP_BATCH {
-                let Some(chunk) = self.chunks.next() else {
-                    break;
-                };
-                batch += chunk.len();
-                if let Err(e) = encoder.write_all(&chunk) {
-                    // Writing into a Vec does not fail; see the trailer below.
-                    tracing::error!(error = %e, "gzip compression failed; the scrape is truncated");
-                    self.gzip = None;
-                    return None;
-                }
-            }
-            self.since_yield += batch;
-            if batch == 0 {
-                // Input done: the trailer, and the body ends with the next poll.
-                let encoder = self.gzip.take()?;
-                return match encoder.finish() {
-                    Ok(rest) => (!rest.is_empty()).then(|| Bytes::from(rest)),
-                    Err(e) => {
-                        // Writing into a Vec does not fail; if it ever did, the client gets a
-                        // body without its gzip trailer, which it reports as truncated.
-                        tracing::error!(error = %e, "gzip trailer not written; the scrape is truncated");
-                        None
-                    }
-                };
-            }
-            let out = std::mem::take(encoder.get_mut());
-            if !out.is_empty() {
-                return Some(Bytes::from(out));
-            }
+    fn is_done(&self) -> bool {
+        match &self.parts {
+            Parts::Plain(chunks) => chunks.len() == 0,
+            Parts::Gzip(parts, _) => parts.len() == 0,
         }
     }
 }
@@ -146,23 +134,17 @@ impl Body for ScrapeBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         ready!(this.poll_slot(cx));
-        let next = if this.gzip.is_some() {
-            this.next_gzip()
-        } else {
-            this.next_plain()
-        };
-        Poll::Ready(next.map(|data| Ok(Frame::data(data))))
+        Poll::Ready(this.next().map(|data| Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.gzip.is_none() && self.chunks.len() == 0
+        self.is_done()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.gzip.is_some() {
-            SizeHint::default()
-        } else {
-            SizeHint::with_exact(self.remaining)
+        match self.parts {
+            Parts::Gzip(..) => SizeHint::default(),
+            Parts::Plain(_) => SizeHint::with_exact(self.remaining),
         }
     }
 }
@@ -173,6 +155,10 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Wake, Waker};
+
+    use tapmon_exposition::{
+        FamilyDesc, FamilySet, Format, MetricType, ObjectKey, ObjectRenderer, Store,
+    };
 
     use super::*;
 
@@ -233,24 +219,72 @@ mod tests {
         assert!((megabytes - 1..=megabytes).contains(&pending), "{pending}");
     }
 
-    #[test]
-    fn gzip_decompresses_to_the_chunks() {
-        let (chunks, whole) = chunks();
-        let body = ScrapeBody::gzip(chunks);
-        assert_eq!(body.size_hint().exact(), None);
-        let (out, pending) = drain(body);
-        assert!(pending >= 3, "{pending}");
-        assert!(
-            out.len() < whole.len() / 4,
-            "{} of {}",
-            out.len(),
-            whole.len()
-        );
+    /// A store of 40 000 objects' series, about four megabytes.
+    fn store() -> Store {
+        let (set, ids) = FamilySet::new(&[FamilyDesc {
+            name: "tap_workload_ready".into(),
+            help: "h".into(),
+            kind: MetricType::Gauge,
+            state_label: None,
+        }])
+        .unwrap();
+        let set = Arc::new(set);
+        let mut store = Store::new(Arc::clone(&set));
+        let mut r = ObjectRenderer::new(&set);
+        for i in 0..40_000 {
+            let name = format!("w{i:05}");
+            r.series(ids[0])
+                .label("name", &name)
+                .label("namespace", "dev")
+                .label("note", &"x".repeat(i % 50))
+                .finish((i % 2) as f64);
+            store.upsert(ObjectKey::new(0, "dev", &name), r.finish());
+        }
+        store
+    }
+
+    fn gunzip(data: &[u8]) -> Vec<u8> {
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&out[..])
+        flate2::read::MultiGzDecoder::new(data)
             .read_to_end(&mut plain)
             .unwrap();
-        assert_eq!(plain, whole);
+        plain
+    }
+
+    #[test]
+    fn gzip_decompresses_to_the_chunks_and_keeps_what_it_made() {
+        let store = Arc::new(parking_lot::Mutex::new(store()));
+        let whole = store.lock().chunks(Format::Text).concat();
+        let keep = |store: &Arc<parking_lot::Mutex<Store>>| -> Keep {
+            let store = Arc::clone(store);
+            Box::new(move |id: &BlockId, member: Bytes| store.lock().keep_gzip(id, member))
+        };
+        let stale = |parts: &[GzipPart]| {
+            parts
+                .iter()
+                .filter(|p| matches!(p, GzipPart::Stale(_)))
+                .count()
+        };
+
+        let parts = store.lock().gzip_parts(Format::Text);
+        assert!(stale(&parts) > 10, "{} stale", stale(&parts));
+        let body = ScrapeBody::gzip(parts, keep(&store));
+        assert_eq!(body.size_hint().exact(), None);
+        let (first, pending) = drain(body);
+        assert!(pending >= 3, "{pending}");
+        assert!(
+            first.len() < whole.len() / 4,
+            "{} of {}",
+            first.len(),
+            whole.len()
+        );
+        assert_eq!(gunzip(&first), whole);
+
+        // Everything was kept: the next scrape compresses nothing and sends the same bytes.
+        let parts = store.lock().gzip_parts(Format::Text);
+        assert_eq!(stale(&parts), 0);
+        let (second, _) = drain(ScrapeBody::gzip(parts, keep(&store)));
+        assert_eq!(second, first);
     }
 
     #[test]
@@ -303,8 +337,13 @@ mod tests {
     fn empty_bodies_end_at_once() {
         let (out, pending) = drain(ScrapeBody::plain(Vec::new()));
         assert!(out.is_empty() && pending == 0);
-        let (out, _) = drain(ScrapeBody::gzip(Vec::new()));
+        let empty = Store::new(Arc::new(FamilySet::new(&[]).unwrap().0));
+        let (out, _) = drain(ScrapeBody::gzip(
+            empty.gzip_parts(Format::Text),
+            Box::new(|_: &BlockId, _| {}),
+        ));
         let mut plain = Vec::new();
+        // One valid (empty) gzip stream, not zero bytes.
         flate2::read::GzDecoder::new(&out[..])
             .read_to_end(&mut plain)
             .unwrap();

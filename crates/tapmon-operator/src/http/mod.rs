@@ -382,22 +382,28 @@ async fn scrape(shared: &Shared, key: &MonitorKey, req: &Request<Incoming>) -> R
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let format = negotiate(accept);
-    // The chunks are shared with the store: taking them is a short lock and no copy.
-    let chunks = monitor.scrape(format);
     let gzip = req
         .headers()
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(accepts_gzip);
+    // The chunks and members are shared with the store: taking them is a short lock and no
+    // copy.
     let mut r = if gzip {
-        let mut r = Response::new(ScrapeBody::gzip(chunks).holding(permit).boxed());
+        let parts = monitor.scrape_gzip(format);
+        let keep = Box::new(move |id: &_, member| monitor.keep_gzip(id, member));
+        let mut r = Response::new(ScrapeBody::gzip(parts, keep).holding(permit).boxed());
         r.headers_mut().insert(
             header::CONTENT_ENCODING,
             header::HeaderValue::from_static("gzip"),
         );
         r
     } else {
-        Response::new(ScrapeBody::plain(chunks).holding(permit).boxed())
+        Response::new(
+            ScrapeBody::plain(monitor.scrape(format))
+                .holding(permit)
+                .boxed(),
+        )
     };
     if let Ok(v) = header::HeaderValue::from_str(format.content_type()) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
