@@ -120,6 +120,7 @@ impl Operator {
                 .leader
                 .as_deref()
                 .map(|id| tapmon_operator::leader::LeaderConfig::new("tapmon-system", id)),
+            shard: tapmon_operator::Shard::WHOLE,
         };
         let task = tokio::spawn(async move {
             let shutdown = async move {

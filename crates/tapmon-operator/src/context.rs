@@ -13,6 +13,7 @@ use crate::discovery::DiscoveryCache;
 use crate::monitor::MonitorKey;
 use crate::publish::OperatorService;
 use crate::reconcile::{MonitorHealth, Written};
+use crate::shard::Shard;
 use crate::state::State;
 use crate::telemetry::{Telemetry, TelemetryError};
 use crate::validate::Limits;
@@ -60,6 +61,7 @@ impl Context {
         service: OperatorService,
         limits: Limits,
         leader: watch::Receiver<bool>,
+        shard: Shard,
     ) -> Result<Arc<Context>, TelemetryError> {
         let telemetry = Arc::new(Telemetry::new()?);
         let namespaces = Arc::new(NamespaceLabels::default());
@@ -68,6 +70,7 @@ impl Context {
             Arc::clone(&telemetry),
             initial_list,
             Arc::clone(&namespaces),
+            shard,
         ));
         Ok(Arc::new(Context {
             recorder: Recorder::new(client.clone(), Reporter::from(REPORTER.to_owned())),
@@ -102,6 +105,7 @@ impl Context {
             Limits::default(),
             // The only replica: it leads.
             watch::channel(true).1,
+            Shard::WHOLE,
         )
         .expect("self-metrics register");
         (ctx, handle)

@@ -11,7 +11,7 @@
 //! phases; [`watches`] runs the shared watches over the [`kinds`] they read; [`monitor`] holds a
 //! monitor's compiled config and rendered series; `http` serves them; [`publish`] builds and
 //! writes the ServiceMonitor, PrometheusRule and dashboards; [`state`] and [`context`] are what
-//! the tasks share; `run` wires them together.
+//! the tasks share; [`shard`] says which objects a replica serves; `run` wires them together.
 
 pub mod context;
 pub mod discovery;
@@ -24,6 +24,7 @@ pub mod plan;
 pub mod publish;
 pub mod reconcile;
 mod run;
+pub mod shard;
 pub mod state;
 mod telemetry;
 pub mod validate;
@@ -31,6 +32,7 @@ pub mod watches;
 
 pub use context::Context;
 pub use run::{MetricsAuth, RunConfig, RunError, SHUTDOWN_LIMIT, run};
+pub use shard::{Shard, ShardError};
 pub use state::State;
 pub use telemetry::{Telemetry, TelemetryError};
 pub use watches::InitialList;

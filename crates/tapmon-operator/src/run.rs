@@ -23,6 +23,7 @@ use crate::http::auth::Authorizer;
 use crate::http::tls::{CertSource, Certificate, TlsError};
 use crate::leader::{self, LeaderConfig};
 use crate::object::{MonitorKey, MonitorKind};
+use crate::shard::Shard;
 use crate::telemetry::TelemetryError;
 use crate::validate::Limits;
 use crate::watches::{self, InitialList};
@@ -61,6 +62,8 @@ pub struct RunConfig {
     /// The lease that elects the one replica that writes; `None`: this replica always writes
     /// (run only one).
     pub leader: Option<LeaderConfig>,
+    /// The objects this replica serves ([`Shard::WHOLE`]: all of them).
+    pub shard: Shard,
 }
 
 /// The longest a shutdown takes, whatever the API server does: the drain of in-flight
@@ -251,8 +254,14 @@ pub async fn run(
         service,
         config.limits,
         leader.clone(),
+        config.shard,
     )?;
     let state = Arc::clone(&ctx.state);
+    state.telemetry.shard.set(i64::from(config.shard.index()));
+    state.telemetry.shards.set(i64::from(config.shard.total()));
+    if config.shard != Shard::WHOLE {
+        info!(shard = %config.shard, "serving one shard of the objects");
+    }
 
     let bind = |addr: SocketAddr| async move {
         http::bind(addr)

@@ -37,6 +37,10 @@ pub struct Telemetry {
     pub monitors: IntGauge,
     /// 1 while this replica holds the lease and writes.
     pub leader: IntGauge,
+    /// This replica's shard, and shards in all (0 and 1 unsharded).
+    pub shard: IntGauge,
+    /// Shards in all.
+    pub shards: IntGauge,
     /// Monitors by the health of the status this replica last wrote (`ready`, `progressing`,
     /// `stalled`); only the leader's is current, so alerts join it with `tapmon_leader`.
     pub monitors_by_health: IntGaugeVec,
@@ -135,6 +139,16 @@ impl Telemetry {
             "1 while this replica holds the lease and writes status, Events and published objects.",
         )?;
         register(Box::new(leader.clone()))?;
+        let shard = IntGauge::new(
+            "tapmon_shard",
+            "The shard of objects this replica serves (0 when unsharded).",
+        )?;
+        register(Box::new(shard.clone()))?;
+        let shards = IntGauge::new(
+            "tapmon_shards",
+            "Shards the objects are split into (1 when unsharded); every shard must be scraped.",
+        )?;
+        register(Box::new(shards.clone()))?;
         let monitors_by_health = IntGaugeVec::new(
             Opts::new(
                 "tapmon_monitors_by_health",
@@ -179,6 +193,8 @@ impl Telemetry {
             reconcile_duration,
             monitors,
             leader,
+            shard,
+            shards,
             monitors_by_health,
             status_writes,
             events,

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use tapmon_operator::{InitialList, MetricsAuth, RunConfig};
+use tapmon_operator::{InitialList, MetricsAuth, RunConfig, Shard};
 use tracing_subscriber::EnvFilter;
 
 /// Flags of `tapmon run`.
@@ -69,6 +69,14 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(0..=10)
     )]
     shutdown_delay: u64,
+    /// Split the objects into this many shards, one per replica, each scraped as its own target
+    /// (see `--shard`). 1: every replica serves every object.
+    #[arg(long, default_value_t = 1)]
+    total_shards: u32,
+    /// Which shard this replica serves, 0 to `--total-shards` - 1, or `auto`: the ordinal of a
+    /// StatefulSet pod, read from its name (`$POD_NAME`, `tapmon-2` serves shard 2).
+    #[arg(long, default_value = "0", value_parser = parse_shard)]
+    shard: ShardArg,
     /// A label for every published ServiceMonitor, PrometheusRule and dashboard ConfigMap, as
     /// KEY=VALUE; repeatable. kube-prometheus-stack selects by `release=<its release name>`.
     /// A monitor's own labels for an object win over these.
@@ -107,6 +115,40 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
+/// `--shard`: a number or `auto`.
+#[derive(Clone, Copy)]
+enum ShardArg {
+    Index(u32),
+    Auto,
+}
+
+fn parse_shard(text: &str) -> Result<ShardArg, String> {
+    match text {
+        "auto" => Ok(ShardArg::Auto),
+        n => n
+            .parse()
+            .map(ShardArg::Index)
+            .map_err(|_| format!("{text:?} is neither a shard number nor `auto`")),
+    }
+}
+
+impl RunArgs {
+    /// The shard this replica serves; an error names the setting that is wrong.
+    fn shard(&self) -> anyhow::Result<Shard> {
+        let shard = match self.shard {
+            ShardArg::Index(i) => Shard::new(i, self.total_shards)?,
+            ShardArg::Auto => {
+                let pod = self
+                    .leader_election_id
+                    .as_deref()
+                    .context("--shard auto needs the pod's name in $POD_NAME")?;
+                Shard::from_pod_name(pod, self.total_shards)?
+            }
+        };
+        Ok(shard)
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum AuthMode {
     Kubernetes,
@@ -136,6 +178,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    // Settings first: a wrong one stops the operator before it connects anywhere.
+    let shard = args.shard()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -184,6 +228,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
                 });
                 tapmon_operator::leader::LeaderConfig::new(&namespace, &identity)
             }),
+            shard,
         };
         tapmon_operator::run(client, config, async move {
             let _ = stopped.await;

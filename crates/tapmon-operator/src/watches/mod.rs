@@ -25,6 +25,7 @@ pub use namespaces::{NamespaceLabels, watch_namespaces};
 
 use crate::kinds::WatchKey;
 use crate::monitor::{Monitor, MonitorKey};
+use crate::shard::Shard;
 use crate::telemetry::Telemetry;
 
 /// How a watch fetches its initial state.
@@ -95,6 +96,8 @@ pub struct Registry {
     telemetry: Arc<Telemetry>,
     initial_list: InitialList,
     namespaces: Arc<NamespaceLabels>,
+    /// The objects this replica serves; the others' are dropped as they arrive.
+    shard: Shard,
     watches: Mutex<BTreeMap<WatchKey, Arc<Watch>>>,
     /// Bumped when a watch's state changes (listed, refused, failing, recovered), so the
     /// monitors reading it are reconciled at once instead of at their next requeue.
@@ -116,12 +119,14 @@ impl Registry {
         telemetry: Arc<Telemetry>,
         initial_list: InitialList,
         namespaces: Arc<NamespaceLabels>,
+        shard: Shard,
     ) -> Self {
         Self {
             client,
             telemetry,
             initial_list,
             namespaces,
+            shard,
             watches: Mutex::new(BTreeMap::new()),
             changed: tokio::sync::watch::channel(0).0,
         }

@@ -65,6 +65,10 @@ impl Registry {
                 Ok(Event::InitApply(obj)) => {
                     events("init_apply").inc();
                     let (namespace, name) = identity(&obj);
+                    if !self.shard.owns(&namespace, &name) {
+                        // Another replica's: not listed here, so a relist drops it too.
+                        continue;
+                    }
                     let id = ObjectId {
                         namespace: &namespace,
                         name: &name,
@@ -87,6 +91,9 @@ impl Registry {
                 Ok(Event::Apply(obj)) => {
                     events("apply").inc();
                     let (namespace, name) = identity(&obj);
+                    if !self.shard.owns(&namespace, &name) {
+                        continue;
+                    }
                     let id = ObjectId {
                         namespace: &namespace,
                         name: &name,
@@ -96,6 +103,9 @@ impl Registry {
                 Ok(Event::Delete(obj)) => {
                     events("delete").inc();
                     let (namespace, name) = identity(&obj);
+                    if !self.shard.owns(&namespace, &name) {
+                        continue;
+                    }
                     let id = ObjectId {
                         namespace: &namespace,
                         name: &name,
