@@ -6,6 +6,7 @@
 // A benchmark harness: a failed step ends the run with its message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chart;
 mod measure;
 mod report;
 mod scrape;
@@ -49,6 +50,21 @@ struct Args {
     /// Where to write the report (Markdown).
     #[arg(long, default_value = "docs/benchmarks.md")]
     out: PathBuf,
+}
+
+/// Writes the report to `out` and, with two object counts or more, the growth chart beside it
+/// (`<name>-growth.svg`), which the report shows.
+fn write(out: &std::path::Path, report: &mut report::Report) -> anyhow::Result<()> {
+    if let Some(svg) = chart::growth(&report.scales) {
+        let stem = out
+            .file_stem()
+            .map_or_else(|| "benchmarks".into(), |s| s.to_string_lossy().into_owned());
+        let name = format!("{stem}-growth.svg");
+        std::fs::write(out.with_file_name(&name), svg)?;
+        report.chart = Some(name);
+    }
+    std::fs::write(out, report.markdown())?;
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -141,6 +157,17 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
     let (compiled, errors) =
         Compiled::compile(&tapmon_presets::spec_for(tapmon_presets::TapGroup::ALL)?);
     anyhow::ensure!(errors.is_empty(), "presets do not compile: {errors:?}");
+    let exported =
+        tapmon_presets::export_spec(tapmon_presets::TapGroup::ALL, &Default::default())?.spec;
+    let (compiled_ksm, errors) = Compiled::compile(&exported);
+    anyhow::ensure!(
+        errors.is_empty(),
+        "exported presets do not compile: {errors:?}"
+    );
+    let counts = |generator: &Generator| measure::Counts {
+        tapmon: generator.expected_series(&compiled),
+        ksm_config: generator.expected_series(&compiled_ksm),
+    };
 
     let programs = Programs {
         cluster: &cluster,
@@ -163,7 +190,7 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
             args.churn_objects,
             started.elapsed()
         );
-        let expected = generator.expected_series(&compiled);
+        let expected = counts(&generator);
         // Churn and CRD rounds write all the time: the control plane keeps both cores.
         report.leak = measure::leak(&programs, &mut generator, expected, args.rounds).await?;
     }
@@ -177,7 +204,7 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
             generator.live().len(),
             started.elapsed()
         );
-        let expected = generator.expected_series(&compiled);
+        let expected = counts(&generator);
         pin_harness(&cluster, "0")?;
         let mut pair = Vec::new();
         for side in [Side::Tapmon, Side::Ksm] {
@@ -198,9 +225,9 @@ async fn run(args: Args, command: String) -> anyhow::Result<()> {
         }
         report.scales.push((generator.live().len(), pair));
         // Written after every scale, so a long run leaves what it has measured.
-        std::fs::write(&args.out, report.markdown())?;
+        write(&args.out, &mut report)?;
     }
-    std::fs::write(&args.out, report.markdown())?;
+    write(&args.out, &mut report)?;
     println!("{}", report.markdown());
     Ok(())
 }

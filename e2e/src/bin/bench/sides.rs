@@ -58,6 +58,16 @@ pub struct Running {
     pub started: Instant,
 }
 
+/// The series count that makes a scrape complete.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    /// Exactly this many (tapmon: what its engine computes offline for the objects).
+    pub exact: Option<usize>,
+    /// Without an exact count (kube-state-metrics), at least this many, then holding still: a
+    /// count that holds while kube-state-metrics is still listing is not complete.
+    pub at_least: usize,
+}
+
 /// The first poll that showed everything, and what it cost to get there.
 #[derive(Clone, Copy, Debug)]
 pub struct Complete {
@@ -126,11 +136,11 @@ impl Programs<'_> {
 
 impl Running {
     /// Polls (plain scrapes, 250 ms apart) until the series count reaches `expected`, or, when
-    /// no count is known, holds still for `hold`. Returns the first poll that showed the final
-    /// count.
+    /// no exact count is known, is at least `expected.at_least` and holds still for `hold`.
+    /// Returns the first poll that showed the final count.
     pub async fn until_complete(
         &self,
-        expected: Option<usize>,
+        expected: Expected,
         hold: Duration,
         timeout: Duration,
     ) -> anyhow::Result<Complete> {
@@ -151,9 +161,9 @@ impl Running {
                     first = Some(poll);
                     since = Instant::now();
                 }
-                let done = match expected {
+                let done = match expected.exact {
                     Some(n) => series == n,
-                    None => series > 0 && since.elapsed() >= hold,
+                    None => series >= expected.at_least.max(1) && since.elapsed() >= hold,
                 };
                 if done {
                     return Ok(first.unwrap_or(poll));
