@@ -10,7 +10,8 @@
 //!   in a stable order: families by name, then objects by namespace and name. Families
 //!   without series are left out, headers included.
 //! - [`gzip`] makes the gzip members a store keeps per block of objects, so a compressed scrape
-//!   is a concatenation too ([`Store::gzip_parts`]).
+//!   is a concatenation too ([`Store::gzip_parts`]); settled blocks are compacted into one
+//!   buffer each ([`Store::settled_blocks`]).
 
 mod encode;
 mod family;
@@ -24,7 +25,7 @@ pub use encode::{Format, negotiate};
 pub use family::{FamilyDesc, FamilyId, FamilySet, FamilySetError, MetricType};
 pub use names::{is_valid_label_name, is_valid_metric_name, sanitize_label_name};
 pub use render::{ObjectRenderer, RenderedObject, SeriesWriter};
-pub use store::{BlockId, GzipPart, ObjectKey, StaleBlock, Store, StoreStats};
+pub use store::{BlockId, Compacted, GzipPart, ObjectKey, StaleBlock, Store, StoreStats};
 pub use text::{
     MAX_LABEL_VALUE_BYTES, TRUNCATED_MARKER, write_escaped_help, write_escaped_label_value,
     write_sample_value,

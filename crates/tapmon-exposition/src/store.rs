@@ -52,14 +52,21 @@ struct Entry {
     bytes: usize,
 }
 
-/// A run of objects of one family, adjacent in key order, with its gzip member once made.
+/// A run of objects of one family, adjacent in key order, with its gzip member once made, and
+/// its series in one buffer once compacted.
 #[derive(Debug, Default)]
 struct Block {
     objects: BTreeMap<Arc<ObjectKey>, Bytes>,
     bytes: usize,
     /// Changes whenever the block does, so a member made from an older content is not kept.
     generation: u64,
+    /// The generation the last [`Store::settled_blocks`] saw: a block unchanged between two
+    /// calls has settled.
+    seen: u64,
     gzip: Option<Bytes>,
+    /// The objects' series in one buffer, which their entries are slices of: one chunk to
+    /// send instead of one per object, and one allocation instead of many.
+    whole: Option<Bytes>,
 }
 
 /// Names one block's content at one moment: what [`Store::keep_gzip`] needs to keep the member
@@ -79,6 +86,8 @@ pub struct StaleBlock {
     /// Its series, in order.
     pub chunks: Vec<Bytes>,
     level: u32,
+    /// Whether the block has its member already (compaction then leaves it).
+    compressed: bool,
 }
 
 impl StaleBlock {
@@ -86,6 +95,31 @@ impl StaleBlock {
     pub fn compress(&self) -> Bytes {
         gzip::member(&self.chunks, self.level)
     }
+
+    /// The block in one buffer, and its gzip member unless it has one.
+    pub fn compact(&self) -> Compacted {
+        let len = self.chunks.iter().map(Bytes::len).sum();
+        let mut whole = Vec::with_capacity(len);
+        for chunk in &self.chunks {
+            whole.extend_from_slice(chunk);
+        }
+        let whole = Bytes::from(whole);
+        let gzip =
+            (!self.compressed).then(|| gzip::member(std::slice::from_ref(&whole), self.level));
+        Compacted {
+            id: self.id.clone(),
+            whole,
+            gzip,
+        }
+    }
+}
+
+/// A settled block made into one buffer (and a member), for [`Store::keep_compacted`].
+#[derive(Debug)]
+pub struct Compacted {
+    id: BlockId,
+    whole: Bytes,
+    gzip: Option<Bytes>,
 }
 
 /// One piece of a compressed scrape, in order.
@@ -100,9 +134,11 @@ pub enum GzipPart {
 /// Series per object, ready to be concatenated into a scrape.
 ///
 /// Each family's objects are kept in blocks of about [`gzip::BLOCK_BYTES`], each a range of
-/// object keys with the gzip member of its series once a compressed scrape asked for it. A
-/// change drops only its block's member, so a compressed scrape recompresses what changed since
-/// the last one and concatenates the rest.
+/// object keys. A block that stops changing is compacted ([`Store::settled_blocks`]): its
+/// series go into one buffer, which the objects' entries become slices of, and into a gzip
+/// member. A scrape then sends one chunk, or one member, per block; a change loosens only its
+/// own block, whose objects are sent one by one (and compressed by the scrape that needs it)
+/// until it settles again.
 #[derive(Debug)]
 pub struct Store {
     families: Arc<FamilySet>,
@@ -216,6 +252,7 @@ impl Store {
     fn touch(generation: &mut u64, held: &mut usize, block: &mut Block) {
         *generation += 1;
         block.generation = *generation;
+        block.whole = None;
         if let Some(gzip) = block.gzip.take() {
             *held -= gzip.len();
         }
@@ -248,7 +285,7 @@ impl Store {
                     objects: upper,
                     bytes: upper_bytes,
                     generation: self.generation,
-                    gzip: None,
+                    ..Block::default()
                 };
                 blocks.insert(at, upper);
             }
@@ -365,7 +402,10 @@ impl Store {
             }
             out.push(format.header(family).clone());
             for block in blocks.values() {
-                out.extend(block.objects.values().cloned());
+                match &block.whole {
+                    Some(whole) => out.push(whole.clone()),
+                    None => out.extend(block.objects.values().cloned()),
+                }
             }
         }
         if !format.trailer().is_empty() {
@@ -396,6 +436,7 @@ impl Store {
                         },
                         chunks: block.objects.values().cloned().collect(),
                         level: self.level,
+                        compressed: false,
                     }),
                 });
             }
@@ -420,6 +461,65 @@ impl Store {
             return;
         };
         if block.generation == id.generation && block.gzip.is_none() {
+            self.gzip_held += member.len();
+            block.gzip = Some(member);
+        }
+    }
+
+    /// The blocks not compacted that did not change since the last call: what
+    /// [`StaleBlock::compact`] should make into one buffer (outside the lock) for
+    /// [`Store::keep_compacted`]. Blocks still changing (an initial list filling them) wait
+    /// for a call that finds them as the previous one left them.
+    pub fn settled_blocks(&mut self) -> Vec<StaleBlock> {
+        let mut out = Vec::new();
+        for (family, blocks) in self.by_family.iter_mut().enumerate() {
+            for (bound, block) in blocks.iter_mut() {
+                if block.whole.is_some() {
+                    continue;
+                }
+                if block.seen != block.generation {
+                    block.seen = block.generation;
+                    continue;
+                }
+                out.push(StaleBlock {
+                    id: BlockId {
+                        family,
+                        bound: Arc::clone(bound),
+                        generation: block.generation,
+                    },
+                    chunks: block.objects.values().cloned().collect(),
+                    level: self.level,
+                    compressed: block.gzip.is_some(),
+                });
+            }
+        }
+        out
+    }
+
+    /// Keeps a compacted block, unless it changed since: its entries become slices of the one
+    /// buffer, so the objects' own buffers are freed once all their families are compacted.
+    pub fn keep_compacted(&mut self, compacted: Compacted) {
+        let Compacted { id, whole, gzip } = compacted;
+        let Some(block) = self
+            .by_family
+            .get_mut(id.family)
+            .and_then(|blocks| blocks.get_mut(&id.bound))
+        else {
+            return;
+        };
+        if block.generation != id.generation || block.bytes != whole.len() {
+            return;
+        }
+        let mut at = 0;
+        for bytes in block.objects.values_mut() {
+            let end = at + bytes.len();
+            *bytes = whole.slice(at..end);
+            at = end;
+        }
+        block.whole = Some(whole);
+        if let Some(member) = gzip
+            && block.gzip.is_none()
+        {
             self.gzip_held += member.len();
             block.gzip = Some(member);
         }
@@ -640,5 +740,84 @@ mod tests {
         store.retain(|_| false);
         assert_eq!(store.gzip_parts(Format::Text).len(), 1, "the empty member");
         assert_eq!(store.gzip_bytes(), 0);
+    }
+
+    /// Runs the settling passes a background task would, until nothing is left to compact.
+    fn compact_all(store: &mut Store) -> usize {
+        let mut compacted = 0;
+        for _ in 0..2 {
+            for stale in store.settled_blocks() {
+                store.keep_compacted(stale.compact());
+                compacted += 1;
+            }
+        }
+        compacted
+    }
+
+    #[test]
+    fn settled_blocks_become_one_buffer_and_a_change_undoes_only_its_own() {
+        let (set, ids) = families();
+        let mut store = Store::with_blocks(Arc::clone(&set), 200, 6);
+        for i in 0..60 {
+            let name = format!("o{i:03}");
+            store.upsert(
+                ObjectKey::new(0, "ns", &name),
+                render(&set, &ids, &name, 1.0),
+            );
+        }
+        let before = scrape(&store, Format::Text);
+        // The first pass only notes what it saw; the second compacts what did not change.
+        assert!(store.settled_blocks().is_empty());
+        let blocks = compact_all(&mut store);
+        assert!(blocks >= 10, "{blocks}");
+        assert_eq!(scrape(&store, Format::Text), before);
+        // One chunk per block now, and every member made.
+        assert_eq!(store.chunks(Format::Text).len(), 2 + blocks);
+        assert_eq!(keep_all(&mut store), 0);
+        // Entries are slices of their block's buffer.
+        for blocks in &store.by_family {
+            for block in blocks.values() {
+                let whole = block.whole.as_ref().unwrap();
+                let range = whole.as_ptr() as usize..whole.as_ptr() as usize + whole.len();
+                for bytes in block.objects.values() {
+                    assert!(range.contains(&(bytes.as_ptr() as usize)));
+                }
+            }
+        }
+        // A change makes its blocks loose again (one per family) and leaves the others.
+        store.upsert(
+            ObjectKey::new(0, "ns", "o030"),
+            render(&set, &ids, "o030", 0.0),
+        );
+        assert_eq!(
+            store.chunks(Format::Text).len(),
+            2 + blocks - 2 + store_loose(&store)
+        );
+        assert_eq!(keep_all(&mut store), 2);
+        // Changing while being compacted: the stale result is not kept.
+        store.settled_blocks();
+        let stale = store.settled_blocks();
+        assert_eq!(stale.len(), 2);
+        store.upsert(
+            ObjectKey::new(0, "ns", "o030"),
+            render(&set, &ids, "o030", 1.0),
+        );
+        for s in stale {
+            store.keep_compacted(s.compact());
+        }
+        assert_eq!(scrape(&store, Format::Text), before);
+        assert_eq!(compact_all(&mut store), 2);
+        assert_eq!(scrape(&store, Format::Text), before);
+    }
+
+    /// Objects in blocks not compacted.
+    fn store_loose(store: &Store) -> usize {
+        store
+            .by_family
+            .iter()
+            .flat_map(|b| b.values())
+            .filter(|b| b.whole.is_none())
+            .map(|b| b.objects.len())
+            .sum()
     }
 }

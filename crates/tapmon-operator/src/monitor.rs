@@ -332,6 +332,19 @@ impl Monitor {
         parts
     }
 
+    /// Makes the blocks that settled since the last call into one buffer and a gzip member
+    /// each (outside the store's lock), so scrapes send few large chunks and compress nothing;
+    /// returns how many. CPU-bound: call it off the async workers.
+    pub fn compact_settled(&self) -> usize {
+        let settled = self.store.lock().settled_blocks();
+        let n = settled.len();
+        for block in settled {
+            let compacted = block.compact();
+            self.store.lock().keep_compacted(compacted);
+        }
+        n
+    }
+
     /// Keeps a member a compressed scrape made, for the next ones.
     pub fn keep_gzip(&self, id: &BlockId, member: Bytes) {
         self.store.lock().keep_gzip(id, member);

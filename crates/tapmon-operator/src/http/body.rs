@@ -19,12 +19,19 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use super::turns::Turn;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
 use tapmon_exposition::{BlockId, GzipPart};
 
 /// Input bytes sent (or compressed) between two yields to the runtime.
 pub const YIELD_BYTES: usize = 1 << 20;
+
+/// Parts smaller than this are gathered into frames; larger ones (compacted blocks) go as they
+/// are, so that vectored writes send many bytes per syscall without copying them.
+const SMALL: usize = 16 << 10;
+
+/// Bytes gathered into one frame at most (plus the last part that reached it).
+const FRAME: usize = 256 << 10;
 
 /// Where the members made on the way go: back to the store, to be sent as they are next time.
 pub type Keep = Box<dyn FnMut(&BlockId, Bytes) + Send + Sync>;
@@ -116,6 +123,39 @@ impl ScrapeBody {
         }
     }
 
+    /// The next part if it is a chunk or member smaller than [`SMALL`], ready to send.
+    fn next_small(&mut self) -> Option<Bytes> {
+        let small = match &self.parts {
+            Parts::Plain(chunks) => chunks.as_slice().first().is_some_and(|c| c.len() < SMALL),
+            Parts::Gzip(parts, _) => matches!(
+                parts.as_slice().first(),
+                Some(GzipPart::Member(m)) if m.len() < SMALL
+            ),
+        };
+        if small { self.next() } else { None }
+    }
+
+    /// The next frame: a large part as it is, or small ones gathered into up to [`FRAME`].
+    fn next_frame(&mut self) -> Option<Bytes> {
+        let first = self.next()?;
+        if first.len() >= SMALL {
+            return Some(first);
+        }
+        let Some(second) = self.next_small() else {
+            return Some(first);
+        };
+        let mut frame = BytesMut::with_capacity(FRAME);
+        frame.extend_from_slice(&first);
+        frame.extend_from_slice(&second);
+        while frame.len() < FRAME {
+            match self.next_small() {
+                Some(part) => frame.extend_from_slice(&part),
+                None => break,
+            }
+        }
+        Some(frame.freeze())
+    }
+
     fn is_done(&self) -> bool {
         match &self.parts {
             Parts::Plain(chunks) => chunks.len() == 0,
@@ -134,7 +174,7 @@ impl Body for ScrapeBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let this = self.get_mut();
         ready!(this.poll_slot(cx));
-        Poll::Ready(this.next().map(|data| Ok(Frame::data(data))))
+        Poll::Ready(this.next_frame().map(|data| Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -331,6 +371,33 @@ mod tests {
             fired_at < 16 * 16,
             "timer fired after {fired_at} of {frames} frames"
         );
+    }
+
+    #[test]
+    fn small_chunks_are_gathered_into_frames_and_large_ones_go_as_they_are() {
+        let (mut chunks, whole) = chunks();
+        let large = Bytes::from(vec![b'#'; 64 << 10]);
+        chunks.insert(100, large.clone());
+        let mut body = ScrapeBody::plain(chunks);
+        let waker = Waker::from(Arc::new(CountingWaker(AtomicUsize::new(0))));
+        let mut cx = Context::from_waker(&waker);
+        let mut frames = Vec::new();
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(Ok(frame))) => frames.push(frame.into_data().unwrap()),
+                Poll::Ready(None) => break,
+                Poll::Pending => {}
+            }
+        }
+        // The 100 chunks before the large one, the large one, then frames of FRAME or more.
+        assert_eq!(frames[1], large);
+        assert!(
+            frames.len() <= 2 + whole.len() / FRAME + 1,
+            "{} frames",
+            frames.len()
+        );
+        assert!(frames[2..frames.len() - 1].iter().all(|f| f.len() >= FRAME));
+        assert_eq!(frames.concat().len(), whole.len() + large.len());
     }
 
     #[test]

@@ -233,11 +233,12 @@ where
         let shared = Arc::clone(&for_requests);
         async move { Ok::<_, Infallible>(route(&shared, &req).await) }
     });
-    // A scrape is ~10^5 small shared chunks; with vectored writes hyper sends at most 16 of
-    // them per syscall, while flattening copies them into its buffer and writes 400 kB at a
-    // time (measured: `make bench`, docs/benchmarks.md).
+    // A scrape is mostly compacted blocks (~64 kB each) and small chunks the body gathers into
+    // frames of a quarter megabyte: vectored writes send 16 of them per syscall without the
+    // copy into hyper's buffer that flattening makes (measured: `make bench`,
+    // docs/benchmarks.md).
     let conn = http1::Builder::new()
-        .writev(false)
+        .writev(true)
         // One request per connection: hyper keeps a connection's write buffer (up to 400 kB
         // after a scrape) while it idles, and a scraper's next request comes after its whole
         // interval, longer than any idle timeout worth having.
