@@ -65,7 +65,7 @@ check-generated: generate ## Fail when a generated file differs from the committ
 	@test -z "$$(git status --porcelain -- crds charts deploy docs/metrics.md)" || \
 	  { git status --short -- crds charts deploy docs/metrics.md; git diff -- crds charts deploy docs/metrics.md; exit 1; }
 
-BENCH_ARGS ?= --objects 1000,10000,50000
+BENCH_ARGS ?= --objects 1000,10000,50000,200000
 
 bench: controlplane ksm ## tapmon beside kube-state-metrics on generated objects; writes docs/benchmarks.md
 	$(CARGO) build --release --locked -p tapmon -p tapmon-e2e --bin tapmon --bin tapmon-bench

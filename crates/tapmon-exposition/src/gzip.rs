@@ -6,7 +6,7 @@
 //! (`Reader.Multistream`). A member restarts the compressor's window, which costs a little size
 //! next to one stream; blocks much larger than the 32 KiB window keep that small.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 
 use bytes::Bytes;
 use flate2::Compression;
@@ -48,28 +48,27 @@ pub fn empty() -> Bytes {
     ])
 }
 
+/// The contents of every member of `data`, as Prometheus' reader (Go's `compress/gzip`) reads
+/// them: for checking a compressed scrape.
+pub fn decode(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(data).read_to_end(&mut out)?;
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Read as _;
 
     use super::*;
 
-    fn gunzip(data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        // Reads every member, as Go's reader does.
-        flate2::read::MultiGzDecoder::new(data)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
-    }
-
     #[test]
     fn members_concatenate_to_their_contents() {
         let a = member(&[Bytes::from("a 1\n"), Bytes::from("b 2\n")], LEVEL);
         let b = member(&[Bytes::from("c 3\n")], 1);
         let body = [&a[..], &empty()[..], &b[..]].concat();
-        assert_eq!(gunzip(&body), b"a 1\nb 2\nc 3\n");
-        assert!(gunzip(&empty()).is_empty());
+        assert_eq!(decode(&body).unwrap(), b"a 1\nb 2\nc 3\n");
+        assert!(decode(&empty()).unwrap().is_empty());
         // The lone empty member is itself what a single-stream reader accepts.
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&empty()[..])

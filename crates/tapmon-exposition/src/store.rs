@@ -573,12 +573,25 @@ mod tests {
     }
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
-        use std::io::Read as _;
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(data)
-            .read_to_end(&mut out)
-            .unwrap();
-        out
+        gzip::decode(data).unwrap()
+    }
+
+    /// A store with blocks of about 200 bytes (an object's series are ~60 bytes per family),
+    /// holding objects `o{i}` for each `i`, in that order.
+    fn filled(
+        objects: impl Iterator<Item = usize>,
+        level: u32,
+    ) -> (Store, Arc<FamilySet>, Vec<FamilyId>) {
+        let (set, ids) = families();
+        let mut store = Store::with_blocks(Arc::clone(&set), 200, level);
+        for i in objects {
+            let name = format!("o{i:03}");
+            store.upsert(
+                ObjectKey::new(0, "ns", &name),
+                render(&set, &ids, &name, 1.0),
+            );
+        }
+        (store, set, ids)
     }
 
     /// The compressed scrape, compressing stale blocks as a scrape body does (without keeping
@@ -657,16 +670,8 @@ mod tests {
 
     #[test]
     fn a_change_recompresses_only_its_block() {
-        let (set, ids) = families();
         // Blocks of about 200 bytes: each object's series are ~60 bytes per family.
-        let mut store = Store::with_blocks(Arc::clone(&set), 200, 6);
-        for i in 0..100 {
-            let name = format!("o{i:03}");
-            store.upsert(
-                ObjectKey::new(0, "ns", &name),
-                render(&set, &ids, &name, 1.0),
-            );
-        }
+        let (mut store, set, ids) = filled(0..100, 6);
         let blocks = keep_all(&mut store);
         assert!(blocks >= 20, "{blocks} blocks");
         assert!(store.gzip_bytes() > 0);
@@ -711,16 +716,8 @@ mod tests {
 
     #[test]
     fn blocks_split_and_merge_keeping_order() {
-        let (set, ids) = families();
-        let mut store = Store::with_blocks(Arc::clone(&set), 200, 1);
         // Out of order, so splits happen in the middle of the key range.
-        for i in (0..300).map(|i| (i * 37) % 300) {
-            let name = format!("o{i:03}");
-            store.upsert(
-                ObjectKey::new(0, "ns", &name),
-                render(&set, &ids, &name, 1.0),
-            );
-        }
+        let (mut store, _, _) = filled((0..300).map(|i| (i * 37) % 300), 1);
         keep_all(&mut store);
         let full = scrape(&store, Format::OpenMetrics);
         let names: Vec<&str> = full.lines().filter(|l| l.starts_with("w_info")).collect();
@@ -756,15 +753,7 @@ mod tests {
 
     #[test]
     fn settled_blocks_become_one_buffer_and_a_change_undoes_only_its_own() {
-        let (set, ids) = families();
-        let mut store = Store::with_blocks(Arc::clone(&set), 200, 6);
-        for i in 0..60 {
-            let name = format!("o{i:03}");
-            store.upsert(
-                ObjectKey::new(0, "ns", &name),
-                render(&set, &ids, &name, 1.0),
-            );
-        }
+        let (mut store, set, ids) = filled(0..60, 6);
         let before = scrape(&store, Format::Text);
         // The first pass only notes what it saw; the second compacts what did not change.
         assert!(store.settled_blocks().is_empty());

@@ -164,7 +164,9 @@ pub fn growth(scales: &[(usize, Vec<SideResult>)]) -> Option<String> {
 
 /// A value with a few significant digits.
 fn short(v: f64) -> String {
-    if v >= 100.0 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 10.0 {
         format!("{v:.1}")
@@ -194,5 +196,6 @@ mod tests {
         assert_eq!(short(985.1), "985");
         assert_eq!(short(11.86), "11.9");
         assert_eq!(short(0.5), "0.50");
+        assert_eq!(short(0.0), "0");
     }
 }

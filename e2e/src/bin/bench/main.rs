@@ -30,7 +30,7 @@ use crate::sides::{Programs, Side};
 #[derive(Parser)]
 struct Args {
     /// Object counts to measure at, ascending (the cluster grows from one to the next).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,50000,200000")]
     objects: Vec<usize>,
     /// Timed scrapes per program, count and encoding.
     #[arg(long, default_value_t = 50)]
