@@ -8,8 +8,8 @@
 //!
 //! Each replica still lists and watches every object of the kinds its monitors read (the API
 //! server has no hash filter), and drops the others' objects before evaluating them: sharding
-//! divides the series held, the memory and the scrape, not the API server's traffic. Label
-//! selectors and namespaced monitors narrow what is listed, on the server, for every shard.
+//! divides the series held, the memory and the scrape, not the API server's traffic. A monitor's
+//! label selector narrows what every shard lists, on the server.
 
 use std::fmt;
 
