@@ -607,16 +607,21 @@ mod tests {
         out
     }
 
-    /// Compresses and keeps every stale block; returns how many there were.
-    fn keep_all(store: &mut Store) -> usize {
-        let stale: Vec<StaleBlock> = store
+    /// The blocks a compressed scrape would compress now.
+    fn stale(store: &Store) -> Vec<StaleBlock> {
+        store
             .gzip_parts(Format::Text)
             .into_iter()
             .filter_map(|p| match p {
                 GzipPart::Stale(s) => Some(s),
                 GzipPart::Member(_) => None,
             })
-            .collect();
+            .collect()
+    }
+
+    /// Compresses and keeps every stale block; returns how many there were.
+    fn keep_all(store: &mut Store) -> usize {
+        let stale = stale(store);
         for s in &stale {
             store.keep_gzip(&s.id, s.compress());
         }
@@ -683,15 +688,7 @@ mod tests {
         );
         assert_eq!(keep_all(&mut store), 2);
         // A member made before a change is not kept after it.
-        let stale: Vec<StaleBlock> = store
-            .gzip_parts(Format::Text)
-            .into_iter()
-            .filter_map(|p| match p {
-                GzipPart::Stale(s) => Some(s),
-                GzipPart::Member(_) => None,
-            })
-            .collect();
-        assert!(stale.is_empty());
+        assert!(stale(&store).is_empty());
         store.upsert(
             ObjectKey::new(0, "ns", "o051"),
             render(&set, &ids, "o051", 0.0),
