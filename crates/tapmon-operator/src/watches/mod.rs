@@ -9,6 +9,7 @@
 mod backoff;
 pub mod diff;
 mod namespaces;
+mod object;
 mod stream;
 
 use std::collections::BTreeMap;

@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use kube::Api;
-use kube::api::DynamicObject;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use serde_json::Value;
 use tapmon_crs::EvalErrors;
 use tapmon_crs::live::Seen;
 use tracing::{debug, info, warn};
 
+use super::object::WatchedObject;
 use super::{InitialList, Registry, Watch, WatchState};
 use crate::monitor::ObjectId;
 
@@ -24,7 +23,7 @@ impl Registry {
         let key = &watch.key;
         let kind = &key.kind;
         let resource = kind.api_resource();
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &resource);
+        let api: Api<WatchedObject> = Api::all_with(self.client.clone(), &resource);
         let mut config = watcher::Config::default();
         if let Some(selector) = &key.label_selector {
             config = config.labels(selector);
@@ -137,13 +136,13 @@ impl Registry {
         &self,
         watch: &Watch,
         api_version: &str,
-        obj: DynamicObject,
+        obj: WatchedObject,
         id: ObjectId<'_>,
         seen: Seen,
     ) {
         let namespace = id.namespace;
         let kind = watch.key.kind.object_kind();
-        let object = to_value(obj, api_version, kind.kind);
+        let object = obj.into_value(api_version, kind.kind);
         let mut namespace_labels = None;
         let mut errors = EvalErrors::default();
         for monitor in watch.subscribers() {
@@ -183,27 +182,8 @@ impl Registry {
     }
 }
 
-fn identity(obj: &DynamicObject) -> (String, String) {
-    (
-        obj.metadata.namespace.clone().unwrap_or_default(),
-        obj.metadata.name.clone().unwrap_or_default(),
-    )
-}
-
-/// The object as the engine reads it: its data with `apiVersion`, `kind` and `metadata` back
-/// in, so that paths into any of them work as in kube-state-metrics.
-fn to_value(obj: DynamicObject, api_version: &str, kind: &str) -> Value {
-    let mut map = match obj.data {
-        Value::Object(map) => map,
-        _ => serde_json::Map::new(),
-    };
-    map.insert("apiVersion".into(), Value::String(api_version.to_owned()));
-    map.insert("kind".into(), Value::String(kind.to_owned()));
-    map.insert(
-        "metadata".into(),
-        serde_json::to_value(&obj.metadata).unwrap_or(Value::Null),
-    );
-    Value::Object(map)
+fn identity(obj: &WatchedObject) -> (String, String) {
+    (obj.namespace().to_owned(), obj.name().to_owned())
 }
 
 fn classify(e: &watcher::Error) -> (&'static str, WatchState) {
